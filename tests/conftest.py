@@ -1,0 +1,7 @@
+"""Shared fixtures. Tests run on tiny synthetic data generated here; nothing is downloaded."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
