@@ -27,6 +27,8 @@ class LeadError(ValueError):
 def normalise_lead_name(name: str) -> str:
     """Map a vendor's lead label ("Lead II", "avr", "V 1", "MDC_ECG_LEAD_AVF") to the canonical name."""
     text = name.strip().upper()
+    # DICOM code meanings carry qualifiers: "Lead I (Einthoven)", "Lead aVR (Goldberger)".
+    text = re.sub(r"\([^)]*\)", "", text).strip()
     text = re.sub(r"^(MDC_ECG_LEAD_|LEAD[\s_-]*)", "", text)
     text = re.sub(r"[\s_]+", "", text)
     if text in _ALIASES:

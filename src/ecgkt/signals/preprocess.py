@@ -78,3 +78,17 @@ def preprocess(
     out = resample(filled, source_hz, spec.sampling_rate_hz)
     np.clip(out, -spec.clip_mv, spec.clip_mv, out=out)
     return out, n_filled
+
+
+def resampled_length(n_samples: int, source_hz: float, target_hz: float) -> int:
+    """Number of samples `resample` returns for `n_samples`, without resampling.
+
+    Readers use it to check a record's length and plan its windows at read time, using exactly the
+    rate ratio `resample` uses.
+    """
+    if source_hz <= 0 or target_hz <= 0:
+        raise ValueError(f"sampling rates must be positive, got {source_hz} -> {target_hz}")
+    if source_hz == target_hz:
+        return n_samples
+    ratio = Fraction(target_hz / source_hz).limit_denominator(1000)
+    return -(-n_samples * ratio.numerator // ratio.denominator)

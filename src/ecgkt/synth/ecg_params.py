@@ -36,6 +36,7 @@ class EcgParameters:
     rhythm: Rhythm = "sinus"
     hrv_sd_ms: float = 30.0  # beat-to-beat RR standard deviation in sinus rhythm
     ectopic_rate: float = 0.0  # fraction of beats that are premature (PACs/PVCs)
+    pvc_fraction: float = 0.5  # share of premature beats that are ventricular (always 1 in AF)
     pr_ms: float = 160.0  # > 200 ms = first-degree AV block
     qrs_ms: float = 90.0
     qtc_ms: float = 410.0  # the renderer derives each beat's QT from its RR

@@ -1,0 +1,277 @@
+"""Parallel, resumable WFDB ingestion into the store's memory-mapped signal array.
+
+Records are processed in fixed chunks of consecutive rows. A worker process reads a chunk with
+`wfdb`, preprocesses every record with the shared inference path (`ecgkt.signals.preprocess`),
+writes the rows straight into the memory-mapped `signals.npy` and flushes; only then does the
+parent write the chunk's progress marker (statuses and counted events) atomically. A killed build
+therefore resumes at the first chunk without a marker, and because each record's result depends
+only on its file, the resumed array equals an uninterrupted one.
+
+Per record: leads are selected by *name* (MIMIC stores aVF before aVL); any sampling rate is
+resampled to 100 Hz; records shorter than 10 s are skipped (never padded), longer ones cut to
+their first 10 s; NaN stretches are interpolated; µV is converted to mV. Skips and repairs are
+returned as counted events with the record path as example.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ecgkt.mimic.layout import ECG_SAMPLING_RATE_HZ
+from ecgkt.signals.leads import LeadError, lead_permutation
+from ecgkt.signals.preprocess import PreprocessSpec, preprocess
+
+OK = "ok"
+_FORMAT_BYTES: dict[str, float] = {
+    "8": 1,
+    "16": 2,
+    "24": 3,
+    "32": 4,
+    "61": 2,
+    "80": 1,
+    "160": 2,
+    "212": 1.5,
+    "310": 4 / 3,
+    "311": 4 / 3,
+}
+FLAT_PTP_MV = 1e-6
+
+
+@dataclass
+class RecordResult:
+    """Outcome of one record: the preprocessed (12, n) signal or the skip rule that removed it."""
+
+    signal: NDArray[np.float32] | None
+    status: str = OK  # OK or a `signal.*` skip key
+    repairs: list[str] = field(default_factory=list)
+    detail: str = ""
+
+
+def _declared_sizes(header: object) -> dict[str, float] | None:
+    """Bytes each data file must hold according to the header (None if a format is not fixed-size)."""
+    sizes: dict[str, float] = {}
+    files = getattr(header, "file_name", None) or []
+    fmts = getattr(header, "fmt", None) or []
+    spf = getattr(header, "samps_per_frame", None) or [1] * len(files)
+    offsets = getattr(header, "byte_offset", None) or [None] * len(files)
+    sig_len = int(getattr(header, "sig_len", 0) or 0)
+    for name, fmt, frames, offset in zip(files, fmts, spf, offsets, strict=False):
+        if str(fmt) not in _FORMAT_BYTES:
+            return None
+        sizes[name] = sizes.get(name, float(offset or 0)) + _FORMAT_BYTES[str(fmt)] * (frames or 1) * sig_len
+    return sizes
+
+
+def read_record(base: Path, spec: PreprocessSpec = PreprocessSpec()) -> RecordResult:
+    """Read and preprocess one WFDB record (`base` = path without extension)."""
+    import wfdb
+
+    header_path = base.parent / f"{base.name}.hea"
+    if not header_path.is_file():
+        return RecordResult(None, "signal.missing_file", detail=f"{header_path} not found")
+    try:
+        header = wfdb.rdheader(str(base))
+    except Exception as error:  # wfdb raises many types for a malformed header
+        return RecordResult(None, "signal.unreadable", detail=f"{header_path}: {error}")
+    sizes = _declared_sizes(header)
+    for name in dict.fromkeys(header.file_name or []):
+        data_path = base.parent / name
+        if not data_path.is_file():
+            return RecordResult(None, "signal.missing_file", detail=f"{data_path} not found")
+        if sizes is not None and data_path.stat().st_size < sizes[name]:
+            return RecordResult(
+                None,
+                "signal.truncated_dat",
+                detail=f"{data_path}: {data_path.stat().st_size} bytes, header declares {int(sizes[name])}",
+            )
+    try:
+        order = lead_permutation(header.sig_name or [], source=str(header_path))
+    except LeadError as error:
+        return RecordResult(None, "signal.bad_leads", detail=str(error))
+    fs = float(header.fs or 0)
+    if fs <= 0:
+        return RecordResult(
+            None, "signal.unreadable", detail=f"{header_path}: sampling frequency {header.fs!r}"
+        )
+    needed = int(round(spec.record_seconds * fs))
+    if int(header.sig_len or 0) < needed:
+        return RecordResult(
+            None,
+            "signal.too_short",
+            detail=f"{header_path}: {header.sig_len} samples at {fs:g} Hz < {spec.record_seconds:g} s",
+        )
+    repairs = []
+    if header.sig_len > needed:
+        repairs.append("signal.longer_than_10s")
+    try:
+        record = wfdb.rdrecord(str(base), sampto=needed, physical=True)
+    except Exception as error:
+        return RecordResult(None, "signal.unreadable", detail=f"{base}: {error}")
+    raw = np.asarray(record.p_signal, dtype=np.float64).T[order]
+    units = [str(u).strip().lower() for u in (record.units or [])]
+    if units:
+        micro = np.array([units[i] in ("uv", "µv", "microvolt") for i in order])
+        if micro.any():
+            raw[micro] /= 1000.0
+            repairs.append("signal.microvolt_units")
+    if raw.shape[1] != needed:
+        return RecordResult(
+            None, "signal.truncated_dat", detail=f"{base}: read {raw.shape[1]} of {needed} samples"
+        )
+
+    with np.errstate(invalid="ignore"):
+        ptp = np.nanmax(raw, axis=1) - np.nanmin(raw, axis=1) if np.isfinite(raw).any() else np.zeros(12)
+    flat = ~np.isfinite(ptp) | (ptp < FLAT_PTP_MV) | ~np.isfinite(raw).any(axis=1)
+    if flat.all():
+        return RecordResult(None, "signal.all_leads_flat", detail=f"{base}: all 12 leads flat")
+    if flat.any():
+        repairs.append("signal.flat_lead")
+    if fs != ECG_SAMPLING_RATE_HZ:
+        repairs.append("signal.resampled")
+
+    out, n_filled = preprocess(raw, fs, spec)
+    if n_filled:
+        repairs.append("signal.nan_interpolated")
+    n = spec.num_samples
+    if out.shape[1] > n:
+        out = out[:, :n]
+    elif out.shape[1] < n:  # rational-ratio rounding can lose a sample; repeat the edge
+        out = np.pad(out, ((0, 0), (0, n - out.shape[1])), mode="edge")
+    return RecordResult(np.ascontiguousarray(out, dtype=np.float32), OK, repairs)
+
+
+@dataclass
+class ChunkResult:
+    index: int
+    start: int
+    statuses: list[str]
+    events: dict[str, list[object]]  # key -> [count, [examples]]
+
+    def to_json(self) -> dict[str, object]:
+        return {"index": self.index, "start": self.start, "statuses": self.statuses, "events": self.events}
+
+
+def ingest_chunk(
+    signals_file: str, index: int, start: int, bases: Sequence[str], labels: Sequence[str]
+) -> ChunkResult:
+    """Worker: read records `bases`, write rows start..start+len into the memmap, flush, report."""
+    array = np.load(signals_file, mmap_mode="r+")
+    statuses: list[str] = []
+    events: dict[str, list[object]] = {}
+
+    def count(key: str, example: str) -> None:
+        entry = events.setdefault(key, [0, []])
+        entry[0] = int(entry[0]) + 1  # type: ignore[call-overload]
+        examples = entry[1]
+        assert isinstance(examples, list)
+        if len(examples) < 5:
+            examples.append(example)
+
+    for offset, (base, label) in enumerate(zip(bases, labels, strict=True)):
+        result = read_record(Path(base))
+        row = start + offset
+        if result.signal is None:
+            array[row] = 0.0
+            statuses.append(result.status)
+            count(result.status, f"{label}: {result.detail}")
+        else:
+            array[row] = result.signal
+            statuses.append(OK)
+        for repair in result.repairs:
+            count(repair, label)
+    array.flush()
+    del array
+    return ChunkResult(index, start, statuses, events)
+
+
+def chunk_marker(state_dir: Path, index: int) -> Path:
+    return state_dir / f"chunk_{index:06d}.json"
+
+
+def load_markers(state_dir: Path, n_chunks: int) -> dict[int, dict[str, object]]:
+    """Progress markers already written (a resumed build skips these chunks)."""
+    done: dict[int, dict[str, object]] = {}
+    for index in range(n_chunks):
+        path = chunk_marker(state_dir, index)
+        if path.is_file():
+            try:
+                done[index] = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                path.unlink()  # a marker is written atomically, so this is foreign damage: redo the chunk
+    return done
+
+
+def _write_marker(state_dir: Path, result: ChunkResult) -> None:
+    path = chunk_marker(state_dir, result.index)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result.to_json()))
+    os.replace(tmp, path)
+
+
+def ingest_signals(
+    bases: Sequence[str],
+    labels: Sequence[str],
+    signals_file: Path,
+    state_dir: Path,
+    *,
+    chunk_records: int,
+    workers: int,
+    on_records: Callable[[int], None] | None = None,
+    on_chunk_done: Callable[[int], None] | None = None,
+) -> list[dict[str, object]]:
+    """Fill `signals_file` rows for every record; returns the markers of all chunks, in order.
+
+    `bases` are absolute record paths without extension, `labels` what examples call them.
+    `on_chunk_done(index)` runs after each marker is written (tests use it to simulate a kill).
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    n = len(bases)
+    n_chunks = (n + chunk_records - 1) // chunk_records
+    done = load_markers(state_dir, n_chunks)
+    if on_records is not None and done:
+        on_records(sum(len(m["statuses"]) for m in done.values()))  # type: ignore[arg-type]
+    pending = [i for i in range(n_chunks) if i not in done]
+
+    def args(index: int) -> tuple[str, int, int, Sequence[str], Sequence[str]]:
+        lo, hi = index * chunk_records, min(n, (index + 1) * chunk_records)
+        return str(signals_file), index, lo, list(bases[lo:hi]), list(labels[lo:hi])
+
+    def finish(result: ChunkResult) -> None:
+        _write_marker(state_dir, result)
+        done[result.index] = result.to_json()
+        if on_records is not None:
+            on_records(len(result.statuses))
+        if on_chunk_done is not None:
+            on_chunk_done(result.index)
+
+    if workers <= 1 or len(pending) <= 1:
+        for index in pending:
+            finish(ingest_chunk(*args(index)))
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            queue = list(reversed(pending))
+            running: set[Future[ChunkResult]] = set()
+            try:
+                while queue or running:
+                    while (
+                        queue and len(running) < 2 * workers
+                    ):  # bounded look-ahead keeps order roughly sequential
+                        running.add(pool.submit(ingest_chunk, *args(queue.pop())))
+                    finished, running = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        finish(future.result())
+            except BaseException:
+                for future in running:
+                    future.cancel()
+                raise
+    return [done[i] for i in range(n_chunks)]

@@ -1,0 +1,299 @@
+"""The builder's inputs: which MIMIC files it needs, checking them, fingerprinting and streaming them.
+
+Everything that touches raw CSV bytes lives here so that every input problem becomes the same
+kind of error: a `BuildInputError` naming the file (and the row, when there is one). CSVs are read
+with pyarrow's *streaming* reader (gzip decompressed incrementally), so memory is bounded by the
+block size whatever the file size; callers filter each block before keeping anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from ecgkt.build.report import SkipLog
+from ecgkt.mimic.layout import MimicFolders
+
+
+class BuildInputError(RuntimeError):
+    """Input that the builder cannot use: a missing folder/file/column or an unparseable value."""
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One MIMIC table the builder reads, and the columns it relies on."""
+
+    module: str  # "ecg", "hosp" or "ed": which folder option it lives under
+    name: str
+    columns: tuple[str, ...]
+
+
+TABLES: dict[str, TableSpec] = {
+    "record_list": TableSpec("ecg", "record_list", ("subject_id", "study_id", "ecg_time", "path")),
+    "edstays": TableSpec(
+        "ed", "edstays", ("subject_id", "hadm_id", "stay_id", "intime", "outtime", "gender", "race")
+    ),
+    "triage": TableSpec(
+        "ed", "triage", ("stay_id", "temperature", "heartrate", "resprate", "o2sat", "sbp", "dbp", "acuity")
+    ),
+    "vitalsign": TableSpec(
+        "ed",
+        "vitalsign",
+        ("stay_id", "charttime", "temperature", "heartrate", "resprate", "o2sat", "sbp", "dbp"),
+    ),
+    "ed_diagnosis": TableSpec("ed", "diagnosis", ("stay_id", "icd_code", "icd_version")),
+    "patients": TableSpec("hosp", "patients", ("subject_id", "gender", "anchor_age", "anchor_year")),
+    "labevents": TableSpec(
+        "hosp",
+        "labevents",
+        ("subject_id", "itemid", "charttime", "valuenum", "ref_range_lower", "ref_range_upper"),
+    ),
+    "d_labitems": TableSpec("hosp", "d_labitems", ("itemid", "label")),
+    "omr": TableSpec("hosp", "omr", ("subject_id", "chartdate", "result_name", "result_value")),
+    "diagnoses_icd": TableSpec("hosp", "diagnoses_icd", ("hadm_id", "icd_code", "icd_version")),
+    "d_icd_diagnoses": TableSpec("hosp", "d_icd_diagnoses", ("icd_code", "icd_version", "long_title")),
+}
+
+_MODULE_HINT = {
+    "ecg": ("--ecg", "MIMIC-IV-ECG"),
+    "hosp": ("--hosp", "MIMIC-IV hosp module"),
+    "ed": ("--ed", "MIMIC-IV-ED ed module"),
+}
+
+
+@dataclass(frozen=True)
+class SourcePaths:
+    """Resolved paths of every table (plus the ECG root that record paths are relative to)."""
+
+    ecg_root: Path
+    tables: dict[str, Path]
+
+    def __getitem__(self, key: str) -> Path:
+        return self.tables[key]
+
+
+def _candidates(folders: MimicFolders, spec: TableSpec) -> list[Path]:
+    if spec.module == "ecg":
+        root = folders.ecg
+        return [root / f"{spec.name}.csv", root / f"{spec.name}.csv.gz"]
+    root = folders.hosp if spec.module == "hosp" else folders.ed
+    return [root / f"{spec.name}.csv.gz", root / f"{spec.name}.csv"]
+
+
+def _folder_of(folders: MimicFolders, module: str) -> Path:
+    return {"ecg": folders.ecg, "hosp": folders.hosp, "ed": folders.ed}[module]
+
+
+def resolve_sources(folders: MimicFolders) -> SourcePaths:
+    """Check the three folders and every needed file/column; raise one error listing all problems."""
+    problems: list[str] = []
+    for module, (option, what) in _MODULE_HINT.items():
+        folder = _folder_of(folders, module)
+        if not folder.is_dir():
+            problems.append(f"{option} {folder}: folder does not exist (expected the {what})")
+    if problems:
+        raise BuildInputError("; ".join(problems))
+
+    tables: dict[str, Path] = {}
+    for key, spec in TABLES.items():
+        found = next((p for p in _candidates(folders, spec) if p.is_file()), None)
+        if found is None:
+            option, what = _MODULE_HINT[spec.module]
+            folder = _folder_of(folders, spec.module)
+            expected = _candidates(folders, spec)[0].name
+            hint = ""
+            nested = folder / spec.module / expected
+            if nested.is_file():
+                hint = f" (found it in {nested.parent}: pass {option} {nested.parent})"
+            problems.append(f"{option} {folder}: expected {expected} of the {what} — not found{hint}")
+            continue
+        missing = [c for c in spec.columns if c not in read_header(found)]
+        if missing:
+            problems.append(
+                f"{found}: missing column(s) {', '.join(missing)} (has {', '.join(read_header(found))})"
+            )
+            continue
+        tables[key] = found
+    if problems:
+        raise BuildInputError("not MIMIC-shaped: " + "; ".join(problems))
+    return SourcePaths(ecg_root=folders.ecg, tables=tables)
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def read_header(path: Path) -> list[str]:
+    """Column names from the first line; a corrupt gzip or an empty file is a BuildInputError."""
+    try:
+        with _open_text(path) as handle:
+            first = handle.readline()
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as error:
+        raise BuildInputError(
+            f"{path}: cannot be read ({error}); is it a truncated or corrupt file?"
+        ) from error
+    if not first.strip():
+        raise BuildInputError(f"{path}: empty file (expected a CSV header line)")
+    return [name.strip() for name in next(csv.reader([first]))]
+
+
+def fingerprint(path: Path, head_bytes: int = 1 << 20) -> str:
+    """size + mtime + sha256 (of the whole file when small, else of its first `head_bytes`)."""
+    stat = path.stat()
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read(head_bytes if stat.st_size > 8 * head_bytes else stat.st_size))
+    scope = "head" if stat.st_size > 8 * head_bytes else "full"
+    return f"size={stat.st_size};mtime_ns={stat.st_mtime_ns};sha256-{scope}={digest.hexdigest()}"
+
+
+# ---- streaming CSV ------------------------------------------------------------------------------
+
+Batch = tuple[int, pa.RecordBatch]  # (1-based data-row number of the batch's first row, batch)
+
+
+def stream_csv(
+    path: Path,
+    columns: Mapping[str, pa.DataType],
+    skips: SkipLog,
+    block_bytes: int = 16 << 20,
+) -> Iterator[Batch]:
+    """Yield record batches of `columns` (typed) from a CSV or CSV.GZ, decompressing incrementally.
+
+    Lines with the wrong number of fields are skipped and counted (`csv.malformed_row`). A value
+    that does not convert to its column type raises BuildInputError naming the file, row and value.
+    """
+    malformed: list[str] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        malformed.append(row.text)
+        return "skip"
+
+    read_options = pacsv.ReadOptions(block_size=block_bytes, use_threads=True)
+    parse_options = pacsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=True)
+    convert_options = pacsv.ConvertOptions(
+        column_types=dict(columns), include_columns=list(columns), strings_can_be_null=True
+    )
+    row = 1
+    try:
+        with pa.input_stream(str(path)) as stream:
+            reader = pacsv.open_csv(stream, read_options, parse_options, convert_options)
+            for batch in reader:
+                yield row, batch
+                row += batch.num_rows
+    except pa.ArrowInvalid as error:
+        if "conversion error" in str(error).lower():
+            raise _locate_conversion_error(path, columns, block_bytes, error) from error
+        raise BuildInputError(f"{path}: cannot be parsed as CSV near data row {row}: {error}") from error
+    except (OSError, EOFError, zlib.error) as error:
+        raise BuildInputError(
+            f"{path}: read failed near data row {row} ({error}); is it a truncated or corrupt file?"
+        ) from error
+    finally:
+        if malformed:
+            skips.add(
+                "csv.malformed_row", len(malformed), (f"{path.name}: {text[:120]!r}" for text in malformed)
+            )
+
+
+def _locate_conversion_error(
+    path: Path, columns: Mapping[str, pa.DataType], block_bytes: int, error: Exception
+) -> BuildInputError:
+    """Re-read the typed columns as text to name the exact row and value that broke conversion."""
+    as_text = dict.fromkeys(columns, pa.string())
+    throwaway = SkipLog()
+    for first_row, batch in stream_csv(path, as_text, throwaway, block_bytes):
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        for name, dtype in columns.items():
+            if pa.types.is_integer(dtype) or pa.types.is_floating(dtype):
+                target = pl.Int64 if pa.types.is_integer(dtype) else pl.Float64
+                column = frame[name]
+                bad = column.is_not_null() & column.str.strip_chars().cast(target, strict=False).is_null()
+                hits = bad.arg_true()
+                if len(hits):
+                    i = int(hits[0])
+                    return BuildInputError(
+                        f"{path}: data row {first_row + i}: column {name} = {column[i]!r} is not "
+                        f"{'an integer' if target == pl.Int64 else 'a number'}"
+                    )
+    return BuildInputError(f"{path}: value conversion failed: {error}")
+
+
+def read_csv(
+    path: Path,
+    columns: Mapping[str, pa.DataType],
+    skips: SkipLog,
+    *,
+    block_bytes: int = 16 << 20,
+    keep: Callable[[pa.RecordBatch], pa.Array] | None = None,
+) -> pl.DataFrame:
+    """Whole (filtered) table as a Polars frame with a `_row` column holding data-row numbers."""
+    parts: list[pl.DataFrame] = []
+    for first_row, batch in stream_csv(path, columns, skips, block_bytes):
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        frame = frame.with_row_index("_row", offset=first_row).with_columns(pl.col("_row").cast(pl.Int64))
+        if keep is not None:
+            mask = pl.from_arrow(keep(batch))
+            assert isinstance(mask, pl.Series)
+            frame = frame.filter(mask.fill_null(False))
+        parts.append(frame)
+    if not parts:
+        schema = {"_row": pl.Int64, **{name: _polars_type(dtype) for name, dtype in columns.items()}}
+        return pl.DataFrame(schema=schema)
+    return pl.concat(parts, how="vertical")
+
+
+def _polars_type(dtype: pa.DataType) -> pl.DataType:
+    empty = pl.from_arrow(pa.array([], type=dtype))
+    assert isinstance(empty, pl.Series)
+    return empty.dtype
+
+
+# ---- typed columns from text ---------------------------------------------------------------------
+
+_DATETIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S%.f")
+
+
+def parse_datetimes(column: str) -> pl.Expr:
+    """MIMIC date-times ("2180-07-23 08:44:00"); anything else becomes null (counted by callers)."""
+    text = pl.col(column).str.strip_chars()
+    return pl.coalesce(
+        [text.str.strptime(pl.Datetime("us"), fmt, strict=False) for fmt in _DATETIME_FORMATS]
+    ).alias(column)
+
+
+def parse_dates(column: str) -> pl.Expr:
+    text = pl.col(column).str.strip_chars()
+    return pl.coalesce(
+        [
+            text.str.strptime(pl.Date, "%Y-%m-%d", strict=False),
+            text.str.slice(0, 10).str.strptime(pl.Date, "%Y-%m-%d", strict=False),
+        ]
+    ).alias(column)
+
+
+def parse_floats(column: str) -> pl.Expr:
+    return pl.col(column).str.strip_chars().cast(pl.Float64, strict=False).alias(column)
+
+
+def row_examples(frame: pl.DataFrame, file: Path, columns: tuple[str, ...], limit: int = 5) -> list[str]:
+    """'file row N: col=value' strings for the skip report."""
+    examples = []
+    for record in frame.head(limit).iter_rows(named=True):
+        shown = ", ".join(f"{c}={record.get(c)!r}" for c in columns)
+        examples.append(f"{file.name} row {record.get('_row')}: {shown}")
+    return examples

@@ -1,0 +1,213 @@
+"""Loaders for the medium-size MIMIC tables the features need, filtered to the cohort while streaming.
+
+Each loader returns a tidy Polars frame with parsed types and counts whatever it had to drop in
+the SkipLog (unparseable times, non-numeric values, implausible values).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ecgkt.build.report import SkipLog
+from ecgkt.build.sources import parse_dates, parse_datetimes, parse_floats, read_csv, row_examples
+from ecgkt.mimic.layout import VITAL_COLUMNS
+
+# Plausible ranges (after unit conversion); values outside are dropped and counted. Wide on purpose:
+# they remove typing errors (heart rate 1000, temperature 0), not sick patients.
+VITAL_RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (80.0, 115.0),  # °F
+    "heartrate": (10.0, 300.0),
+    "resprate": (1.0, 80.0),
+    "o2sat": (10.0, 100.0),
+    "sbp": (30.0, 300.0),
+    "dbp": (10.0, 200.0),
+}
+CELSIUS_RANGE = (25.0, 45.0)  # temperatures recorded in °C by mistake
+
+# omr result_name → (feature, factor to the store's unit). Only names whose unit is explicit.
+OMR_BIOMETRICS: dict[str, tuple[str, float]] = {
+    "Weight (Lbs)": ("weight_kg", 0.45359237),
+    "Height (Inches)": ("height_cm", 2.54),
+    "BMI (kg/m2)": ("bmi", 1.0),
+    "BMI": ("bmi", 1.0),
+}
+BIOMETRIC_RANGES: dict[str, tuple[float, float]] = {
+    "height_cm": (120.0, 230.0),
+    "weight_kg": (25.0, 350.0),
+    "bmi": (10.0, 80.0),
+}
+
+
+def _ids(values: pl.Series) -> pa.Array:
+    return pa.array(values.drop_nulls().unique().sort().to_list(), type=pa.int64())
+
+
+def load_patients(path: Path, subjects: pl.Series, skips: SkipLog, block_bytes: int) -> pl.DataFrame:
+    """subject_id, gender ("F"/"M"/null), anchor_age, anchor_year for cohort subjects."""
+    wanted = _ids(subjects)
+    frame = read_csv(
+        path,
+        {
+            "subject_id": pa.int64(),
+            "gender": pa.string(),
+            "anchor_age": pa.string(),
+            "anchor_year": pa.string(),
+        },
+        skips,
+        block_bytes=block_bytes,
+        keep=lambda b: pc.is_in(b["subject_id"], value_set=wanted),
+    ).with_columns(
+        parse_floats("anchor_age"),
+        parse_floats("anchor_year"),
+        pl.col("gender").str.strip_chars().str.to_uppercase(),
+    )
+    bad = frame.filter(pl.col("gender").is_not_null() & ~pl.col("gender").is_in(["F", "M"]))
+    skips.add("patients.bad_gender", bad.height, row_examples(bad, path, ("subject_id", "gender")))
+    return (
+        frame.with_columns(
+            pl.when(pl.col("gender").is_in(["F", "M"])).then(pl.col("gender")).otherwise(None).alias("gender")
+        )
+        .unique("subject_id", keep="first", maintain_order=True)
+        .drop("_row")
+    )
+
+
+def load_triage(path: Path, stays: pl.Series, skips: SkipLog, block_bytes: int) -> pl.DataFrame:
+    """stay_id, acuity (1–5 or null), and the triage vitals (text → float; cleaned later)."""
+    wanted = _ids(stays)
+    frame = read_csv(
+        path,
+        {"stay_id": pa.int64(), "acuity": pa.string(), **dict.fromkeys(VITAL_COLUMNS, pa.string())},
+        skips,
+        block_bytes=block_bytes,
+        keep=lambda b: pc.is_in(b["stay_id"], value_set=wanted),
+    )
+    frame = frame.with_columns(parse_floats("acuity").alias("_acuity"))
+    bad = frame.filter(pl.col("acuity").is_not_null() & ~pl.col("_acuity").is_in([1.0, 2.0, 3.0, 4.0, 5.0]))
+    skips.add("triage.bad_acuity", bad.height, row_examples(bad, path, ("stay_id", "acuity")))
+    frame = frame.with_columns(
+        pl.when(pl.col("_acuity").is_in([1.0, 2.0, 3.0, 4.0, 5.0]))
+        .then(pl.col("_acuity"))
+        .otherwise(None)
+        .alias("acuity")
+    ).drop("_acuity")
+    return frame.unique("stay_id", keep="first", maintain_order=True)
+
+
+def load_vitalsign(path: Path, stays: pl.Series, skips: SkipLog, block_bytes: int) -> pl.DataFrame:
+    """stay_id, charttime, vital columns as text, for cohort stays; unparseable times dropped."""
+    wanted = _ids(stays)
+    frame = read_csv(
+        path,
+        {"stay_id": pa.int64(), "charttime": pa.string(), **dict.fromkeys(VITAL_COLUMNS, pa.string())},
+        skips,
+        block_bytes=block_bytes,
+        keep=lambda b: pc.is_in(b["stay_id"], value_set=wanted),
+    ).with_columns(parse_datetimes("charttime").alias("_time"))
+    bad = frame.filter(pl.col("_time").is_null())
+    skips.add("vitalsign.bad_charttime", bad.height, row_examples(bad, path, ("stay_id", "charttime")))
+    return (
+        frame.filter(pl.col("_time").is_not_null())
+        .with_columns(pl.col("_time").alias("charttime"))
+        .drop("_time")
+    )
+
+
+def clean_vitals(wide: pl.DataFrame, source: Path, skips: SkipLog) -> pl.DataFrame:
+    """Vital columns (text) → float with °C→°F repair and plausibility ranges; returns long format.
+
+    Input columns: stay_id, charttime, _row and VITAL_COLUMNS; output: stay_id, charttime, name, value.
+    """
+    long = wide.unpivot(
+        index=["stay_id", "charttime", "_row"],
+        on=list(VITAL_COLUMNS),
+        variable_name="name",
+        value_name="text",
+    )
+    long = long.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
+    long = long.with_columns(parse_floats("text").alias("value"))
+    non_numeric = long.filter(pl.col("value").is_null() | ~pl.col("value").is_finite())
+    skips.add("vitals.non_numeric", non_numeric.height, row_examples(non_numeric, source, ("name", "text")))
+    long = long.filter(pl.col("value").is_not_null() & pl.col("value").is_finite())
+
+    celsius = (pl.col("name") == "temperature") & pl.col("value").is_between(*CELSIUS_RANGE)
+    converted = long.filter(celsius)
+    skips.add(
+        "vitals.celsius_converted", converted.height, row_examples(converted, source, ("name", "value"))
+    )
+    long = long.with_columns(
+        pl.when(celsius).then(pl.col("value") * 9.0 / 5.0 + 32.0).otherwise(pl.col("value")).alias("value")
+    )
+
+    lower = pl.col("name").replace_strict({k: v[0] for k, v in VITAL_RANGES.items()}, return_dtype=pl.Float64)
+    upper = pl.col("name").replace_strict({k: v[1] for k, v in VITAL_RANGES.items()}, return_dtype=pl.Float64)
+    plausible = (pl.col("value") >= lower) & (pl.col("value") <= upper)
+    implausible = long.filter(~plausible)
+    skips.add(
+        "vitals.implausible_value", implausible.height, row_examples(implausible, source, ("name", "value"))
+    )
+    return long.filter(plausible).select("stay_id", "charttime", "name", "value")
+
+
+def load_omr(path: Path, subjects: pl.Series, skips: SkipLog, block_bytes: int) -> pl.DataFrame:
+    """subject_id, chartdate, feature (height_cm / weight_kg / bmi), value in the store's unit."""
+    wanted = _ids(subjects)
+    names = pa.array(sorted(OMR_BIOMETRICS), type=pa.string())
+    frame = read_csv(
+        path,
+        {
+            "subject_id": pa.int64(),
+            "chartdate": pa.string(),
+            "result_name": pa.string(),
+            "result_value": pa.string(),
+        },
+        skips,
+        block_bytes=block_bytes,
+        keep=lambda b: pc.and_(
+            pc.is_in(b["subject_id"], value_set=wanted), pc.is_in(b["result_name"], value_set=names)
+        ),
+    ).with_columns(parse_dates("chartdate").alias("_date"), parse_floats("result_value").alias("_value"))
+    bad_date = frame.filter(pl.col("_date").is_null())
+    skips.add("omr.bad_chartdate", bad_date.height, row_examples(bad_date, path, ("subject_id", "chartdate")))
+    frame = frame.filter(pl.col("_date").is_not_null())
+    bad_value = frame.filter(pl.col("_value").is_null() | ~pl.col("_value").is_finite())
+    skips.add(
+        "omr.non_numeric", bad_value.height, row_examples(bad_value, path, ("result_name", "result_value"))
+    )
+    frame = frame.filter(pl.col("_value").is_not_null() & pl.col("_value").is_finite())
+    frame = frame.with_columns(
+        pl.col("result_name")
+        .replace_strict({k: v[0] for k, v in OMR_BIOMETRICS.items()}, return_dtype=pl.String)
+        .alias("feature"),
+        (
+            pl.col("_value")
+            * pl.col("result_name").replace_strict(
+                {k: v[1] for k, v in OMR_BIOMETRICS.items()}, return_dtype=pl.Float64
+            )
+        ).alias("value"),
+    )
+    lower = pl.col("feature").replace_strict(
+        {k: v[0] for k, v in BIOMETRIC_RANGES.items()}, return_dtype=pl.Float64
+    )
+    upper = pl.col("feature").replace_strict(
+        {k: v[1] for k, v in BIOMETRIC_RANGES.items()}, return_dtype=pl.Float64
+    )
+    plausible = (pl.col("value") >= lower) & (pl.col("value") <= upper)
+    implausible = frame.filter(~plausible)
+    skips.add(
+        "omr.implausible_value",
+        implausible.height,
+        row_examples(implausible, path, ("result_name", "result_value")),
+    )
+    return frame.filter(plausible).select(
+        "subject_id", pl.col("_date").alias("chartdate"), "feature", "value"
+    )
+
+
+def load_d_labitems(path: Path, skips: SkipLog, block_bytes: int) -> pl.DataFrame:
+    """itemid, label: the catalogue labevents itemids are checked against."""
+    return read_csv(path, {"itemid": pa.int64(), "label": pa.string()}, skips, block_bytes=block_bytes)

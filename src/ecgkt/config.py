@@ -1,0 +1,354 @@
+"""Run configuration for training: one pydantic model, three presets, YAML in and out.
+
+A run is fully described by a `RunConfig`: the encoder architecture, how data is windowed and
+batched, the Trainer hardware settings (CPU / GPU / DDP / bf16 are Trainer arguments, never our own
+code), and one section per training stage. Every stage writes the resolved config next to its
+outputs, so a result can always be traced back to the exact settings that produced it.
+
+Presets:
+- `paper`: the paper's backbone (d_model 512, d_state 8, 4 layers, batch 32, 40 epochs, AdamW
+  lr 1e-3, wd 1e-3) for a GPU on real MIMIC-IV.
+- `cpu`: a small model that runs the full Table 1 (pretraining + 5 supervised runs) in minutes on
+  2 CPU cores on a synthetic cohort of 1–2k patients (the demo).
+- `smoke`: seconds, for tests.
+
+`extra="forbid"` everywhere: a misspelt YAML key is an error naming the key, not a silently ignored
+setting. Impossible values (negative lr, more frozen layers than the encoder has) are rejected here,
+before any data is read.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ecgkt.models.config import EcgEncoderConfig, HeadConfig, ProjectorConfig, TabularEncoderConfig
+
+PresetName = Literal["paper", "cpu", "smoke"]
+PRESETS: tuple[PresetName, ...] = ("paper", "cpu", "smoke")
+ObjectiveChoice = Literal["barlow_twins", "vicreg", "infonce"]
+AblationObjective = Literal["none", "barlow_twins", "vicreg", "infonce"]
+TabularGroup = Literal["routine", "lab"]
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used: unreadable YAML, unknown keys, impossible values."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """How records become batches: random 2.5 s crops for training, 4 windows for evaluation."""
+
+    window_samples: int = Field(250, gt=0, description="crop length in samples (2.5 s at 100 Hz)")
+    n_eval_windows: int = Field(4, gt=0, description="non-overlapping windows averaged in evaluation")
+    batch_size: int = Field(32, gt=1, description="> 1: BatchNorm and the joint-embedding losses need it")
+    eval_batch_size: int = Field(128, gt=0)
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0 = main process)")
+    observed_mask: bool = Field(True, description="append an observed-mask column per numeric feature")
+
+
+class OptimConfig(_Strict):
+    """AdamW with an optional cosine schedule; the S4 dt/A parameters get `ssm_lr` and no decay."""
+
+    max_epochs: int = Field(40, ge=1)
+    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    weight_decay: float = Field(1e-3, ge=0.0)
+    ssm_lr: float | None = Field(1e-3, gt=0.0, le=1.0, description="lr of S4 dt/A; None = same as lr")
+    scheduler: Literal["none", "cosine"] = "cosine"
+    gradient_clip: float | None = Field(1.0, gt=0.0)
+
+
+class TrainerConfig(_Strict):
+    """Passed straight to `lightning.Trainer`: this is how CPU / GPU / DDP / bf16 are chosen."""
+
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int | Literal["auto"] = "auto"
+    strategy: str = Field("auto", description='e.g. "ddp" for multi-GPU / multi-node')
+    num_nodes: int = Field(1, ge=1)
+    precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "32-true"
+    cpu_threads: int | None = Field(None, ge=1, description="torch.set_num_threads on CPU; None = torch default")
+    deterministic: bool = False
+    progress_bar: bool = True
+    log_every_n_steps: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _devices_positive(self) -> TrainerConfig:
+        if isinstance(self.devices, int) and self.devices < 1:
+            raise ValueError(f"devices must be >= 1 or 'auto', got {self.devices}")
+        return self
+
+
+class PretrainConfig(_Strict):
+    """Stage 1: joint embedding of (ECG crop, tabular row) pairs; no labels are read."""
+
+    objective: ObjectiveChoice = "barlow_twins"
+    barlow_lambda: float = Field(0.0051, ge=0.0, description="Barlow Twins off-diagonal weight λ")
+    vicreg_sim_coeff: float = Field(25.0, ge=0.0)
+    vicreg_std_coeff: float = Field(25.0, ge=0.0)
+    vicreg_cov_coeff: float = Field(1.0, ge=0.0)
+    infonce_temperature: float = Field(0.1, gt=0.0)
+    tabular_groups: list[TabularGroup] = Field(default_factory=lambda: ["routine", "lab"], min_length=1)
+    tabular_encoder: TabularEncoderConfig = Field(default_factory=TabularEncoderConfig)
+    projector: ProjectorConfig = Field(default_factory=ProjectorConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+
+    def objective_kwargs(self) -> dict[str, float]:
+        """Keyword arguments for `ecgkt.objectives.build_objective` for the chosen objective."""
+        if self.objective == "barlow_twins":
+            return {"lambda_offdiag": self.barlow_lambda}
+        if self.objective == "vicreg":
+            return {
+                "sim_coeff": self.vicreg_sim_coeff,
+                "std_coeff": self.vicreg_std_coeff,
+                "cov_coeff": self.vicreg_cov_coeff,
+            }
+        return {"temperature": self.infonce_temperature}
+
+
+class FinetuneConfig(_Strict):
+    """Stage 2: diagnosis head Ψy on the pretrained encoder, early layers frozen, lower encoder lr."""
+
+    freeze_layers: int = Field(2, ge=0, description="freeze the input projection + this many S4 blocks")
+    encoder_lr_factor: float = Field(0.1, gt=0.0, le=1.0, description="encoder lr = head lr × factor")
+    focal_gamma: float = Field(0.0, ge=0.0, description="0 = plain masked BCE; > 0 = focal BCE")
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+
+
+class LabsConfig(_Strict):
+    """Stage 3: lab-abnormality head Ψm on the SAME encoder as the diagnosis head.
+
+    `encoder="frozen"` trains only the head, so the diagnosis head keeps exactly the encoder it was
+    trained with; `"finetune"` also adapts the unfrozen encoder layers at a low lr, after which the
+    diagnosis head is re-evaluated on the changed encoder (docs/training.md has the measurement).
+    """
+
+    encoder: Literal["frozen", "finetune"] = "frozen"
+    encoder_lr_factor: float = Field(0.1, gt=0.0, le=1.0)
+    focal_gamma: float = Field(0.0, ge=0.0)
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+
+
+class BaselineConfig(_Strict):
+    """The three Table-1 baselines: signal-only, multimodal lab prediction, multimodal classification."""
+
+    tabular_encoder: TabularEncoderConfig = Field(default_factory=TabularEncoderConfig)
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    focal_gamma: float = Field(0.0, ge=0.0)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+
+
+class EvaluationConfig(_Strict):
+    bootstrap_resamples: int = Field(1000, ge=10)
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+
+
+class AblationConfig(_Strict):
+    objectives: list[AblationObjective] = Field(
+        default_factory=lambda: ["none", "barlow_twins", "vicreg", "infonce"], min_length=1
+    )
+    freeze_layers: list[int] = Field(default_factory=lambda: [0, 2, 4], min_length=1)
+
+
+class RunConfig(_Strict):
+    """Everything one training run (or the whole benchmark) needs besides the store and output folder."""
+
+    preset: str = "paper"
+    seed: int = Field(0, ge=0)
+    encoder: EcgEncoderConfig = Field(default_factory=EcgEncoderConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    labs: LabsConfig = Field(default_factory=LabsConfig)
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    ablation: AblationConfig = Field(default_factory=AblationConfig)
+
+    @model_validator(mode="after")
+    def _freezing_fits_encoder(self) -> RunConfig:
+        n_layers = self.encoder.n_layers
+        if self.finetune.freeze_layers > n_layers:
+            raise ValueError(
+                f"finetune.freeze_layers={self.finetune.freeze_layers} but the encoder has only "
+                f"{n_layers} layers (encoder.n_layers)"
+            )
+        too_many = [k for k in self.ablation.freeze_layers if k < 0 or k > n_layers]
+        if too_many:
+            raise ValueError(
+                f"ablation.freeze_layers {too_many} outside 0..{n_layers} (encoder.n_layers={n_layers})"
+            )
+        return self
+
+
+# ---- presets ---------------------------------------------------------------------------------------
+
+
+def _paper() -> dict[str, Any]:
+    optim = {"max_epochs": 40, "lr": 1e-3, "weight_decay": 1e-3}
+    return {
+        "preset": "paper",
+        "encoder": {"d_model": 512, "d_state": 8, "n_layers": 4, "dropout": 0.2},
+        "data": {"batch_size": 32, "eval_batch_size": 128, "num_workers": 4},
+        "pretrain": {"optim": optim},
+        "finetune": {"optim": optim},
+        "labs": {"optim": optim},
+        "baseline": {"optim": optim},
+        "evaluation": {"bootstrap_resamples": 1000},
+    }
+
+
+def _cpu() -> dict[str, Any]:
+    return {
+        "preset": "cpu",
+        "encoder": {"d_model": 64, "d_state": 8, "n_layers": 4, "dropout": 0.1},
+        "data": {"batch_size": 64, "eval_batch_size": 256, "num_workers": 0},
+        "trainer": {"accelerator": "cpu", "devices": 1, "cpu_threads": 2, "log_every_n_steps": 5},
+        "pretrain": {
+            "tabular_encoder": {"hidden": [128, 128], "dropout": 0.1},
+            "projector": {"hidden": 256, "out_dim": 256},
+            "optim": {"max_epochs": 15, "lr": 2e-3, "weight_decay": 1e-3},
+        },
+        "finetune": {"head": {"hidden": [128]}, "optim": {"max_epochs": 15, "lr": 2e-3}},
+        "labs": {"head": {"hidden": [128]}, "optim": {"max_epochs": 10, "lr": 2e-3}},
+        "baseline": {
+            "tabular_encoder": {"hidden": [128, 128], "dropout": 0.1},
+            "head": {"hidden": [128]},
+            "optim": {"max_epochs": 15, "lr": 2e-3},
+        },
+        "evaluation": {"bootstrap_resamples": 500},
+    }
+
+
+def _smoke() -> dict[str, Any]:
+    tiny_optim = {"max_epochs": 2, "lr": 3e-3, "scheduler": "none"}
+    return {
+        "preset": "smoke",
+        "encoder": {"d_model": 16, "d_state": 4, "n_layers": 2, "dropout": 0.1},
+        "data": {"batch_size": 8, "eval_batch_size": 32, "num_workers": 0},
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "cpu_threads": 1,
+            "progress_bar": False,
+            "log_every_n_steps": 1,
+        },
+        "pretrain": {
+            "tabular_encoder": {"hidden": [16], "embedding_dim": 4},
+            "projector": {"hidden": 16, "out_dim": 16},
+            "optim": tiny_optim,
+        },
+        "finetune": {"freeze_layers": 1, "head": {"hidden": [16]}, "optim": tiny_optim},
+        "labs": {"head": {"hidden": [16]}, "optim": tiny_optim},
+        "baseline": {
+            "tabular_encoder": {"hidden": [16], "embedding_dim": 4},
+            "head": {"hidden": [16]},
+            "optim": tiny_optim,
+        },
+        "evaluation": {"bootstrap_resamples": 20},
+        "ablation": {"objectives": ["none", "barlow_twins"], "freeze_layers": [0, 2]},
+    }
+
+
+_PRESET_BUILDERS = {"paper": _paper, "cpu": _cpu, "smoke": _smoke}
+
+
+def preset_dict(name: str) -> dict[str, Any]:
+    """The raw override dictionary of a preset (validated only when merged into a RunConfig)."""
+    if name not in _PRESET_BUILDERS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return _PRESET_BUILDERS[name]()
+
+
+def preset(name: str) -> RunConfig:
+    return _validate(preset_dict(name), source=f"preset {name!r}")
+
+
+# ---- reading and writing ---------------------------------------------------------------------------
+
+
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    problems: list[str] = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            problems.append(f"unknown key '{where}'")
+        else:
+            problems.append(f"'{where}': {item['msg']}")
+    return f"{source}: invalid config: " + "; ".join(problems)
+
+
+def _validate(raw: Mapping[str, Any], source: str) -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, source)) from None
+
+
+def load_config(
+    preset_name: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Resolve a config: preset (from the argument, else the YAML's `preset:` key, else `paper`),
+    then the YAML file's keys, then `overrides`, each deep-merged over the previous."""
+    from_file: dict[str, Any] = {}
+    source = f"preset {preset_name!r}" if preset_name else "config"
+    if path is not None:
+        file = Path(path)
+        source = str(file)
+        if not file.is_file():
+            raise ConfigError(f"{file}: config file not found")
+        try:
+            loaded = yaml.safe_load(file.read_text())
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{file}: not valid YAML: {error}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: expected a mapping of config sections, got {type(loaded).__name__}")
+        from_file = loaded
+    name = preset_name or from_file.get("preset") or "paper"
+    if not isinstance(name, str):
+        raise ConfigError(f"{source}: 'preset' must be one of {', '.join(PRESETS)}, got {name!r}")
+    raw = _deep_merge(preset_dict(name), from_file)
+    raw["preset"] = name
+    if overrides:
+        raw = _deep_merge(raw, overrides)
+    return _validate(raw, source)
+
+
+def config_to_yaml(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def write_config(config: RunConfig, path: str | os.PathLike[str]) -> Path:
+    """Write the resolved config as YAML atomically (temp file + rename)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    with os.fdopen(handle, "w") as stream:
+        stream.write(config_to_yaml(config))
+    os.replace(tmp, target)
+    return target

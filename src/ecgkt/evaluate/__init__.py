@@ -1,0 +1,1 @@
+"""Evaluation: masked multi-label metrics (`metrics`) and calibration (`calibration`)."""

@@ -1,0 +1,393 @@
+"""Table 1 of the paper from one config: the four rows, scored on the test fold with bootstrap CIs.
+
+Rows (inference / training data requirements as in the paper, ● required, ○ not):
+    Supervised Signal-Only      diagnoses        inference ○○○  training ○○●
+    Multimodal Lab Prediction   labs             inference ●○○  training ●●○
+    Multimodal Classification   diagnoses        inference ●●○  training ●●●
+    JE + Reconstruction         diagnoses + labs inference ○○○  training ●●●
+(columns: routine data, lab values, diagnoses.)
+
+The JE row is scored with the *assembled* ECG-only model — one encoder, both heads — exactly as it
+is shipped in `OUT/bundle/`, so the table describes the deployable artefact. Every stage lives in its
+own subfolder and is skipped when finished, so a killed benchmark resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from safetensors.torch import load_file
+
+from ecgkt.bundle import BundleManifest, BundlePreprocessing, EcgOnlyModel, save_bundle
+from ecgkt.config import RunConfig, config_to_yaml, write_config
+from ecgkt.store import Store
+from ecgkt.train.data import StoreDataModule, TargetName
+from ecgkt.train.evaluation import (
+    Score,
+    atomic_write_text,
+    load_predictions,
+    save_predictions,
+    score_predictions,
+    write_json,
+    write_per_label_csv,
+)
+from ecgkt.train.plots import plot_learning_curves, plot_roc
+from ecgkt.train.stages import (
+    ENCODER_FILE,
+    HEAD_FILE,
+    StageError,
+    StageResult,
+    evaluation_device,
+    read_history,
+    run_baseline,
+    run_finetune,
+    run_labs,
+    run_pretrain,
+)
+
+Task = Literal["diagnoses", "labs"]
+FILLED, EMPTY = "●", "○"
+
+PAPER_TABLE1: dict[str, dict[str, float | None]] = {
+    "signal": {"diagnoses": 0.768, "labs": None},
+    "mm-labs": {"diagnoses": None, "labs": 0.762},
+    "mm-diag": {"diagnoses": 0.826, "labs": None},
+    "je": {"diagnoses": 0.795, "labs": 0.701},
+}
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    key: str
+    model: str
+    tasks: tuple[Task, ...]
+    inference: tuple[bool, bool, bool]  # routine, lab, diagnoses
+    training: tuple[bool, bool, bool]
+
+
+ROWS: tuple[RowSpec, ...] = (
+    RowSpec("signal", "Supervised Signal-Only", ("diagnoses",), (False, False, False), (False, False, True)),
+    RowSpec("mm-labs", "Multimodal Lab Prediction", ("labs",), (True, False, False), (True, True, False)),
+    RowSpec("mm-diag", "Multimodal Classification", ("diagnoses",), (True, True, False), (True, True, True)),
+    RowSpec("je", "JE + Reconstruction", ("diagnoses", "labs"), (False, False, False), (True, True, True)),
+)
+
+
+@dataclass
+class Table1:
+    rows: list[dict[str, Any]]
+    cohort: dict[str, Any]
+    settings: dict[str, Any]
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"cohort": self.cohort, "settings": self.settings, "rows": self.rows, "stages": self.stages}
+
+
+# ---- the JE model ----------------------------------------------------------------------------------
+
+
+def assemble_je_model(config: RunConfig, finetune: StageResult, labs: StageResult) -> EcgOnlyModel:
+    """One encoder (as left by stage 3; identical to stage 2's when stage 3 froze it) + both heads."""
+    n_diag = len(finetune.metrics["labels"])
+    n_lab = len(labs.metrics["labels"])
+    model = EcgOnlyModel(config.encoder, n_diag, n_lab, config.finetune.head, config.labs.head)
+    for part, path in (
+        (model.encoder, labs.out_dir / ENCODER_FILE),
+        (model.diagnosis_head, finetune.out_dir / HEAD_FILE),
+        (model.lab_head, labs.out_dir / HEAD_FILE),
+    ):
+        if not path.exists():
+            raise StageError(f"{path}: missing; the stage that writes it did not finish")
+        part.load_state_dict(load_file(str(path)), strict=True)
+    return model.eval()
+
+
+@torch.no_grad()
+def predict_with_model(
+    model: EcgOnlyModel, datamodule: StoreDataModule, split: Literal["val", "test"], task: Task, device: torch.device
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    model.eval().to(device)
+    probabilities, targets = [], []
+    for batch in datamodule.eval_dataloader(split):
+        diag, lab = model.predict_windows(batch["x"].to(device))
+        probabilities.append((diag if task == "diagnoses" else lab).cpu().numpy().astype(np.float32))
+        targets.append(batch["y"].numpy().astype(np.float32))
+    return np.concatenate(probabilities), np.concatenate(targets)
+
+
+def _score(config: RunConfig, targets: NDArray[np.float32], probs: NDArray[np.float32], labels: Sequence[str]) -> Score:
+    return score_predictions(
+        targets,
+        probs,
+        labels,
+        n_resamples=config.evaluation.bootstrap_resamples,
+        confidence=config.evaluation.confidence,
+        seed=config.seed,
+    )
+
+
+def evaluate_je(
+    config: RunConfig, store: Path, model: EcgOnlyModel, out_dir: Path
+) -> dict[Task, dict[str, Score]]:
+    """Score the assembled model on val and test for both tasks; write predictions + per-label CSVs."""
+    device = evaluation_device(config)
+    results: dict[Task, dict[str, Score]] = {}
+    titles = Store.open(store).manifest.diagnosis_titles
+    for task in ("diagnoses", "labs"):
+        target: TargetName = task  # type: ignore[assignment]
+        datamodule = StoreDataModule(store, config.data, seed=config.seed, target=target)
+        scores: dict[str, Score] = {}
+        test_targets = None
+        for split in ("val", "test"):
+            probs, targets = predict_with_model(model, datamodule, split, task, device)  # type: ignore[arg-type]
+            save_predictions(out_dir / f"predictions_{task}_{split}.npz", probs, targets, datamodule.label_names)
+            scores[split] = _score(config, targets, probs, datamodule.label_names)
+            if split == "test":
+                test_targets = targets
+        assert test_targets is not None
+        write_per_label_csv(out_dir / f"per_label_auroc_{task}.csv", datamodule.label_names, test_targets, scores, titles)
+        results[task] = scores  # type: ignore[index]
+    return results
+
+
+def build_manifest(
+    config: RunConfig, store: Path, je: dict[Task, dict[str, Score]], stages: dict[str, StageResult]
+) -> BundleManifest:
+    manifest = Store.open(store).manifest
+    pre = manifest.preprocessing
+    return BundleManifest(
+        encoder=config.encoder,
+        diagnosis_head=config.finetune.head,
+        lab_head=config.labs.head,
+        diagnosis_labels=list(stages["finetune"].metrics["labels"]),
+        diagnosis_titles={k: v for k, v in manifest.diagnosis_titles.items() if k in stages["finetune"].metrics["labels"]},
+        lab_labels=list(stages["labs"].metrics["labels"]),
+        lab_reference_ranges=dict(manifest.lab_reference_ranges),
+        preprocessing=BundlePreprocessing(
+            sampling_rate_hz=pre.sampling_rate_hz,
+            leads=list(pre.leads) or BundlePreprocessing().leads,
+            record_seconds=pre.num_samples / pre.sampling_rate_hz,
+            window_samples=config.data.window_samples,
+            n_windows=config.data.n_eval_windows,
+            clip_mv=pre.clip_mv,
+        ),
+        validation_auroc_diagnosis=je["diagnoses"]["val"].per_label,
+        validation_auroc_lab=je["labs"]["val"].per_label,
+        training={
+            "preset": config.preset,
+            "seed": config.seed,
+            "objective": config.pretrain.objective,
+            "freeze_layers": config.finetune.freeze_layers,
+            "labs_encoder": config.labs.encoder,
+            "store": str(store),
+            "store_n_records": manifest.n_records,
+            "store_sources": dict(manifest.sources),
+            "validation_macro_auroc_diagnosis": je["diagnoses"]["val"].macro,
+            "validation_macro_auroc_lab": je["labs"]["val"].macro,
+            "test_macro_auroc_diagnosis": je["diagnoses"]["test"].macro,
+            "test_macro_auroc_lab": je["labs"]["test"].macro,
+            "epochs": {name: result.metrics.get("epochs") for name, result in stages.items()},
+        },
+    )
+
+
+# ---- the whole table -------------------------------------------------------------------------------
+
+
+def run_stages(config: RunConfig, store: Path, out: Path, resume: bool) -> dict[str, StageResult]:
+    """The six trainings behind Table 1, each in its own folder (finished ones are reused on resume)."""
+    stages: dict[str, StageResult] = {}
+    stages["pretrain"] = run_pretrain(config, store, out / "pretrain", resume=resume)
+    stages["finetune"] = run_finetune(
+        config, store, out / "finetune", pretrained_encoder=stages["pretrain"].encoder_path, resume=resume
+    )
+    stages["labs"] = run_labs(config, store, out / "labs", encoder=stages["finetune"].encoder_path, resume=resume)
+    for kind in ("signal", "mm-labs", "mm-diag"):
+        stages[f"baseline-{kind}"] = run_baseline(kind, config, store, out / f"baseline-{kind}", resume=resume)  # type: ignore[arg-type]
+    return stages
+
+
+def _requirement(flags: tuple[bool, bool, bool]) -> dict[str, bool]:
+    return dict(zip(("routine", "lab", "diagnoses"), flags, strict=True))
+
+
+def _cell(score: dict[str, Any] | None) -> str:
+    if not score or score.get("macro_auroc") is None:
+        return "-"
+    low, high = score.get("ci_low"), score.get("ci_high")
+    ci = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+    return f"{score['macro_auroc']:.3f}{ci}"
+
+
+def _paper_cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def render_markdown(table: Table1) -> str:
+    cohort, settings = table.cohort, table.settings
+    lines = [
+        "# Table 1 — ecgkt reproduction",
+        "",
+        f"Store: `{cohort['store']}` — {cohort['n_records']} ECGs "
+        f"(train {cohort['n_train']}, val {cohort['n_val']}, test {cohort['n_test']}), "
+        f"{cohort['n_diagnosis_labels']} diagnosis labels, {cohort['n_lab_labels']} lab-abnormality labels.",
+        f"Preset `{settings['preset']}`, seed {settings['seed']}, objective `{settings['objective']}`, "
+        f"frozen encoder layers in stage 2: {settings['freeze_layers']}, stage-3 encoder: {settings['labs_encoder']}.",
+        f"Test-fold macro AUROC with {settings['confidence']:.0%} bootstrap CI "
+        f"({settings['bootstrap_resamples']} resamples of test records). ● required, ○ not required.",
+        "",
+        "| Model | Diagnoses | Lab | Inf. Routine | Inf. Lab | Inf. Diagnoses | Train Routine | Train Lab "
+        "| Train Diagnoses | Paper Diagnoses | Paper Lab |",
+        "|---|---|---|:-:|:-:|:-:|:-:|:-:|:-:|---|---|",
+    ]
+    for row in table.rows:
+        inf = [FILLED if row["inference"][k] else EMPTY for k in ("routine", "lab", "diagnoses")]
+        tr = [FILLED if row["training"][k] else EMPTY for k in ("routine", "lab", "diagnoses")]
+        lines.append(
+            f"| {row['model']} | {_cell(row['diagnoses'])} | {_cell(row['labs'])} | "
+            + " | ".join(inf + tr)
+            + f" | {_paper_cell(row['paper']['diagnoses'])} | {_paper_cell(row['paper']['labs'])} |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def console_table(table: Table1, title: str = "Table 1 (test fold, macro AUROC [95% CI])") -> Any:
+    """A Rich table of the four rows with the paper's numbers beside ours."""
+    from rich.table import Table
+
+    view = Table(title=title)
+    for column in ("Model", "Diagnoses", "paper", "Lab", "paper", "Inference needs", "Training needs"):
+        view.add_column(column)
+
+    def needs(flags: dict[str, bool]) -> str:
+        return " ".join(FILLED if flags[k] else EMPTY for k in ("routine", "lab", "diagnoses"))
+
+    for row in table.rows:
+        view.add_row(
+            row["model"],
+            _cell(row["diagnoses"]),
+            _paper_cell(row["paper"]["diagnoses"]),
+            _cell(row["labs"]),
+            _paper_cell(row["paper"]["labs"]),
+            needs(row["inference"]),
+            needs(row["training"]),
+        )
+    view.caption = "needs: routine lab diagnoses (● required, ○ not)"
+    return view
+
+
+def run_benchmark(config: RunConfig, store: str | Path, out_dir: str | Path, *, resume: bool = True) -> Table1:
+    """Run (or resume) every stage, score the four rows, write table1.md/json, CSVs, plots and the bundle."""
+    store_path, out = Path(store), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_config(config, out / "config.yaml")
+    stages = run_stages(config, store_path, out, resume)
+
+    je_dir = out / "je"
+    model = assemble_je_model(config, stages["finetune"], stages["labs"])
+    je = evaluate_je(config, store_path, model, je_dir)
+    manifest = build_manifest(config, store_path, je, stages)
+    save_bundle(out / "bundle", model, manifest, config_yaml=config_to_yaml(config), overwrite=True)
+
+    per_label = out / "per_label"
+    per_label.mkdir(exist_ok=True)
+    sources = {
+        ("signal", "diagnoses"): stages["baseline-signal"].out_dir / "per_label_auroc.csv",
+        ("mm-labs", "labs"): stages["baseline-mm-labs"].out_dir / "per_label_auroc.csv",
+        ("mm-diag", "diagnoses"): stages["baseline-mm-diag"].out_dir / "per_label_auroc.csv",
+        ("je", "diagnoses"): je_dir / "per_label_auroc_diagnoses.csv",
+        ("je", "labs"): je_dir / "per_label_auroc_labs.csv",
+    }
+    for (key, task), source in sources.items():
+        shutil.copyfile(source, per_label / f"{key}_{task}.csv")
+
+    rows: list[dict[str, Any]] = []
+    for spec in ROWS:
+        scores: dict[str, dict[str, Any] | None] = {"diagnoses": None, "labs": None}
+        for task in spec.tasks:
+            if spec.key == "je":
+                scores[task] = je[task]["test"].as_dict()
+            else:
+                scores[task] = stages[f"baseline-{spec.key}"].metrics["test"]
+        rows.append(
+            {
+                "key": spec.key,
+                "model": spec.model,
+                "diagnoses": scores["diagnoses"],
+                "labs": scores["labs"],
+                "inference": _requirement(spec.inference),
+                "training": _requirement(spec.training),
+                "paper": PAPER_TABLE1[spec.key],
+            }
+        )
+    _write_plots(out, stages, je_dir)
+    table = Table1(rows=rows, cohort=_cohort_summary(store_path, stages), settings=_settings(config), stages={
+        name: {k: v for k, v in result.metrics.items() if k not in {"labels"}} for name, result in stages.items()
+    })
+    write_json(out / "table1.json", table.as_dict())
+    atomic_write_text(out / "table1.md", render_markdown(table))
+    return table
+
+
+def _cohort_summary(store: Path, stages: dict[str, StageResult]) -> dict[str, Any]:
+    manifest = Store.open(store).manifest
+    n = stages["baseline-signal"].metrics.get("n_records", {})
+    return {
+        "store": str(store),
+        "n_records": manifest.n_records,
+        "n_train": n.get("train"),
+        "n_val": n.get("val"),
+        "n_test": n.get("test"),
+        "n_diagnosis_labels": len(manifest.diagnosis_labels),
+        "n_lab_labels": len(manifest.lab_labels),
+        "n_lab_label_test_records": stages["baseline-mm-labs"].metrics.get("n_records", {}).get("test"),
+        "build_parameters": manifest.build_parameters,
+    }
+
+
+def _settings(config: RunConfig) -> dict[str, Any]:
+    return {
+        "preset": config.preset,
+        "seed": config.seed,
+        "objective": config.pretrain.objective,
+        "freeze_layers": config.finetune.freeze_layers,
+        "labs_encoder": config.labs.encoder,
+        "bootstrap_resamples": config.evaluation.bootstrap_resamples,
+        "confidence": config.evaluation.confidence,
+        "encoder": config.encoder.model_dump(),
+    }
+
+
+def _write_plots(out: Path, stages: dict[str, StageResult], je_dir: Path) -> None:
+    plots = out / "plots"
+    diag_curves = {}
+    for name, key in (("Signal-only", "baseline-signal"), ("Multimodal classification", "baseline-mm-diag")):
+        probs, targets, _ = load_predictions(stages[key].out_dir / "predictions_test.npz")
+        diag_curves[name] = (targets, probs, float(stages[key].metrics["test"]["macro_auroc"] or np.nan))
+    probs, targets, _ = load_predictions(je_dir / "predictions_diagnoses_test.npz")
+    diag_curves["JE + Reconstruction"] = (targets, probs, _macro(targets, probs))
+    plot_roc(plots / "roc_diagnoses.png", "Diagnoses (test fold)", diag_curves)
+    lab_curves = {}
+    probs, targets, _ = load_predictions(stages["baseline-mm-labs"].out_dir / "predictions_test.npz")
+    lab_curves["Multimodal lab prediction"] = (
+        targets, probs, float(stages["baseline-mm-labs"].metrics["test"]["macro_auroc"] or np.nan)
+    )
+    probs, targets, _ = load_predictions(je_dir / "predictions_labs_test.npz")
+    lab_curves["JE + Reconstruction"] = (targets, probs, _macro(targets, probs))
+    plot_roc(plots / "roc_labs.png", "Lab abnormalities (test fold)", lab_curves)
+    plot_learning_curves(plots / "learning_curves.png", {name: read_history(r.out_dir) for name, r in stages.items()})
+
+
+def _macro(targets: NDArray[np.float32], probs: NDArray[np.float32]) -> float:
+    from ecgkt.evaluate.metrics import masked_macro_auroc
+
+    return float(masked_macro_auroc(targets, probs))
