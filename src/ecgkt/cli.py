@@ -25,7 +25,10 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 app = typer.Typer(
     name="ecgkt",
-    help="ECG Knowledge Transfer: synthetic MIMIC cohort → cohort store → three-stage training → explained predictions.",
+    help=(
+        "ECG Knowledge Transfer: synthetic MIMIC cohort → cohort store → three-stage training"
+        " → explained predictions."
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -40,7 +43,9 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     """ECG Knowledge Transfer."""
 

@@ -203,8 +203,11 @@ class Store:
             std = spec.std if spec.std is not None and np.isfinite(spec.std) and spec.std > 0 else 1.0
             columns.append(np.clip((filled - mean) / std, -10.0, 10.0).astype(np.float32))
             masks.append(observed.astype(np.float32))
-        numeric = np.stack(columns + (masks if observed_mask else []), axis=1) if columns else np.zeros((n, 0), np.float32)
-        names = [s.name for s in numeric_specs] + ([f"{s.name}__observed" for s in numeric_specs] if observed_mask else [])
+        stacked = columns + (masks if observed_mask else [])
+        numeric = np.stack(stacked, axis=1) if stacked else np.zeros((n, 0), np.float32)
+        names = [s.name for s in numeric_specs]
+        if observed_mask:
+            names += [f"{s.name}__observed" for s in numeric_specs]
         cats: list[NDArray[np.int64]] = []
         cardinalities: list[int] = []
         for spec in categorical_specs:

@@ -171,6 +171,13 @@ def test_npy_arguments_and_default_lead_order(tmp_path: Path, analytic_ecg) -> N
     np.save(tmp_path / "plain.npy", signal)
     with pytest.raises(EcgInputError, match=r"plain\.npy: sampling rate unknown"):
         read_ecg(tmp_path / "plain.npy")
+    (tmp_path / "plain.json").write_text('{"sampling_rate_hz": "fast"}')
+    with pytest.raises(EcgInputError, match=r"plain\.npy: sidecar sampling_rate_hz must be a number"):
+        read_ecg(tmp_path / "plain.npy")
+    (tmp_path / "plain.json").write_text("{not json")
+    with pytest.raises(EcgInputError, match=r"plain\.npy: unreadable sidecar plain\.json"):
+        read_ecg(tmp_path / "plain.npy")
+    (tmp_path / "plain.json").unlink()
     ecg = read_ecg(tmp_path / "plain.npy", sampling_rate_hz=500)
     np.testing.assert_allclose(ecg.signal_mv, signal, atol=1e-6)
     assert any("assumed the canonical order" in note for note in ecg.notes)

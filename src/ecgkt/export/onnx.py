@@ -72,7 +72,8 @@ class ParityReport:
 
     def summary(self) -> str:
         return (
-            f"{self.onnx_path} (opset {self.opset}, {self.exporter} exporter, {self.size_bytes / 1e6:.1f} MB): "
+            f"{self.onnx_path} (opset {self.opset}, {self.exporter} exporter, "
+            f"{self.size_bytes / 1e6:.1f} MB): "
             f"max |logit difference| vs PyTorch on {self.n_windows} windows from {self.n_records} records = "
             f"{self.max_abs_diff:.2e} (diagnosis {self.max_abs_diff_diagnosis:.2e}, "
             f"lab {self.max_abs_diff_lab:.2e}; tolerance {self.tolerance:.0e})"
@@ -116,7 +117,9 @@ class OnnxRunner:
         if batch.ndim != 3 or batch.shape[1] != 12:
             raise ValueError(f"OnnxRunner expects windows of shape (W, 12, L), got {batch.shape}")
         if self.window_samples is not None and batch.shape[2] != self.window_samples:
-            raise ValueError(f"{self.path} takes windows of {self.window_samples} samples, got {batch.shape[2]}")
+            raise ValueError(
+                f"{self.path} takes windows of {self.window_samples} samples, got {batch.shape[2]}"
+            )
         diagnosis, lab = self.session.run(list(OUTPUT_NAMES), {self.input_name: batch})
         return np.asarray(diagnosis, dtype=np.float32), np.asarray(lab, dtype=np.float32)
 
@@ -127,7 +130,9 @@ class OnnxRunner:
 @contextmanager
 def _quiet_exporter() -> Any:
     """The exporters announce every step on stdout/loggers; keep CLI and test output readable."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    loggers = [
+        logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")
+    ]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
@@ -249,11 +254,13 @@ def export_onnx(
     os.close(descriptor)
     staging = Path(staging_name)
     try:
+        prep = manifest.preprocessing
         metadata = {
             "ecgkt_version": __version__,
-            "input": f"{INPUT_NAME}: float32 (batch, 12, {window}) mV, leads {','.join(manifest.preprocessing.leads)}, "
-            f"{manifest.preprocessing.sampling_rate_hz} Hz, clipped ±{manifest.preprocessing.clip_mv:g} mV",
-            "outputs": "diagnosis_logits (batch, K), lab_logits (batch, P); sigmoid and window averaging outside",
+            "input": f"{INPUT_NAME}: float32 (batch, 12, {window}) mV, leads {','.join(prep.leads)}, "
+            f"{prep.sampling_rate_hz} Hz, clipped ±{prep.clip_mv:g} mV",
+            "outputs": "diagnosis_logits (batch, K), lab_logits (batch, P); sigmoid, window averaging, "
+            "temperatures and thresholds are applied outside the graph (see the bundle manifest)",
             "diagnosis_labels": ",".join(manifest.diagnosis_labels),
             "lab_labels": ",".join(manifest.lab_labels),
         }

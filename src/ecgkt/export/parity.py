@@ -38,7 +38,7 @@ def write_synthetic_wfdb(
     from ecgkt.synth.waveform import render_ecg
 
     fs = ECG_SAMPLING_RATE_HZ
-    signal, _ = render_ecg(params, np.random.default_rng(seed), fs=fs, n_samples=int(round(seconds * fs)))
+    signal, _ = render_ecg(params, np.random.default_rng(seed), fs=fs, n_samples=round(seconds * fs))
     folder.mkdir(parents=True, exist_ok=True)
     wfdb.wrsamp(
         record_name,

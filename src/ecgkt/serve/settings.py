@@ -36,12 +36,12 @@ class ServeSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_upload_mb: float = Field(20.0, gt=0, le=1024)
-    inference_timeout_s: float = Field(30.0, gt=0, le=3600)
-    inference_threads: int = Field(2, ge=1, le=64)
-    torch_threads: int = Field(1, ge=1, le=256)
-    max_pending: int = Field(16, ge=1, le=10_000)
-    max_files: int = Field(4, ge=2, le=16)
+    max_upload_mb: float = Field(default=20.0, gt=0, le=1024)
+    inference_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    inference_threads: int = Field(default=2, ge=1, le=64)
+    torch_threads: int = Field(default=1, ge=1, le=256)
+    max_pending: int = Field(default=16, ge=1, le=10_000)
+    max_files: int = Field(default=4, ge=2, le=16)
     onnx_path: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

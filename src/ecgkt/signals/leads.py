@@ -29,8 +29,10 @@ def normalise_lead_name(name: str) -> str:
     text = name.strip().upper()
     # DICOM code meanings carry qualifiers: "Lead I (Einthoven)", "Lead aVR (Goldberger)".
     text = re.sub(r"\([^)]*\)", "", text).strip()
-    text = re.sub(r"^(MDC_ECG_LEAD_|LEAD[\s_-]*)", "", text)
+    text = re.sub(r"^(MDC_ECG_LEAD_|LEAD[\s_]*)", "", text)
     text = re.sub(r"[\s_]+", "", text)
+    if text.startswith("-") and text != "-AVR":  # "LEAD-II": a separator, not a sign
+        text = text[1:]
     if text in _ALIASES:
         return _ALIASES[text]
     if re.fullmatch(r"V[1-6]", text):

@@ -29,7 +29,7 @@ class PreprocessSpec:
 
     @property
     def num_samples(self) -> int:
-        return int(round(self.sampling_rate_hz * self.record_seconds))
+        return round(self.sampling_rate_hz * self.record_seconds)
 
 
 def interpolate_nans(signal: NDArray[np.floating]) -> tuple[NDArray[np.float32], int]:
@@ -62,7 +62,11 @@ def resample(signal: NDArray[np.floating], source_hz: float, target_hz: float) -
     if source_hz == target_hz:
         return np.asarray(signal, dtype=np.float32)
     ratio = Fraction(target_hz / source_hz).limit_denominator(1000)
-    out = resample_poly(np.asarray(signal, dtype=np.float64), ratio.numerator, ratio.denominator, axis=-1)
+    # padtype='line' extrapolates the trend at the edges instead of zero-padding, which otherwise
+    # distorts the first and last samples by up to a few tenths of a mV.
+    out = resample_poly(
+        np.asarray(signal, dtype=np.float64), ratio.numerator, ratio.denominator, axis=-1, padtype="line"
+    )
     return out.astype(np.float32)
 
 

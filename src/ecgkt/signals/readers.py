@@ -584,11 +584,19 @@ def _read_npy(path: Path, source: str) -> _RawEcg:
     return _RawEcg(
         source=source,
         signal=_numeric(signal, source, "array"),
-        sampling_rate_hz=sidecar.get("sampling_rate_hz"),
+        sampling_rate_hz=_sidecar_rate(sidecar.get("sampling_rate_hz"), source),
         lead_names=_lead_list(sidecar.get("leads"), source),
         declared_units=None if sidecar.get("units") is None else str(sidecar["units"]),
         units_origin="sidecar JSON",
     )
+
+
+def _sidecar_rate(value: Any, source: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EcgInputError(source, f"sidecar sampling_rate_hz must be a number, got {value!r}")
+    return float(value)
 
 
 def _read_sidecar(path: Path, source: str) -> dict[str, Any]:

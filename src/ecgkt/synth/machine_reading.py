@@ -103,8 +103,9 @@ class _Findings:
     rr_ms: float
 
 
-def read_machine_measurements(*, median: MedianBeat, rr_intervals_s: FloatArray, beat_kinds: NDArray[np.int64],
-                              lead_noise: FloatArray, defects: RecordDefects, artifact: bool,
+def read_machine_measurements(*, median: MedianBeat, rr_intervals_s: FloatArray,
+                              beat_kinds: NDArray[np.int64], lead_noise: FloatArray,
+                              defects: RecordDefects, artifact: bool,
                               rng: np.random.Generator) -> MachineMeasurements:
     """Measurements and statements the cart would print for this record."""
     fs = median.fs
@@ -200,7 +201,8 @@ def interpret(median: MedianBeat, f: _Findings, qrs_span: tuple[int, int], qrs_a
     t_wave = median.group_leads["t"]
     t_amp = t_wave[np.arange(12), np.abs(t_wave).argmax(axis=1)]
 
-    strain = lvh and min(st[_IDX["V5"]], st[_IDX["V6"]]) < -0.05 and min(t_amp[_IDX["V5"]], t_amp[_IDX["V6"]]) < 0
+    lateral_st = min(st[_IDX["V5"]], st[_IDX["V6"]])
+    strain = lvh and lateral_st < -0.05 and min(t_amp[_IDX["V5"]], t_amp[_IDX["V6"]]) < 0
     if lvh:
         lines.append("Left ventricular hypertrophy with repolarization abnormality" if strain
                      else "Left ventricular hypertrophy")

@@ -21,6 +21,7 @@ projections on horizontal-plane lead vectors whose lengths encode the chest elec
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,6 +31,7 @@ from ecgkt.synth.machine_reading import MedianBeat, read_machine_measurements
 from ecgkt.synth.waveform_noise import apply_record_defects, electrode_noise, noise_on_independent_leads
 
 FloatArray = NDArray[np.float64]
+_Float = TypeVar("_Float", np.float32, np.float64)
 
 # ---- leads ------------------------------------------------------------------------------------
 _COS60, _SIN60 = 0.5, float(np.sqrt(3.0) / 2.0)
@@ -51,7 +53,7 @@ LEAD_INDEX: dict[str, int] = {
 }
 
 
-def expand_to_twelve_leads(independent: FloatArray) -> FloatArray:
+def expand_to_twelve_leads(independent: NDArray[_Float]) -> NDArray[_Float]:
     """(8, n) I, II, V1..V6 -> (12, n) in MIMIC order, deriving III, aVR, aVF, aVL exactly."""
     lead_i, lead_ii = independent[0], independent[1]
     out = np.empty((12, independent.shape[1]), dtype=independent.dtype)
@@ -72,6 +74,9 @@ def project_to_leads(heart_vector: FloatArray) -> FloatArray:
 
 # ---- wave components --------------------------------------------------------------------------
 P_WAVE, QRS, ST_SEGMENT, T_WAVE, U_WAVE, F_WAVE = 0, 1, 2, 3, 4, 5
+# One component as written in the templates: start, rise, plateau, fall (s), vector (mV), group,
+# shift-with-QT, stretch-with-QT.
+Row = tuple[float, float, float, float, FloatArray, int, float, float]
 _MIN_RAMP_S = 0.004
 
 
@@ -93,7 +98,7 @@ class Components:
     stretch: FloatArray
 
     @staticmethod
-    def build(rows: list[tuple[float, float, float, float, FloatArray, int, float, float]]) -> Components:
+    def build(rows: list[Row]) -> Components:
         cols = list(zip(*rows, strict=True))
         return Components(
             start=np.array(cols[0], dtype=np.float64),
@@ -218,7 +223,7 @@ class Morphology:
 _V = np.array  # short alias for the vector literals below
 
 
-def _qrs_rows(params: EcgParameters, q: float) -> tuple[list[tuple[float, float, float, float, FloatArray, int, float, float]], str]:
+def _qrs_rows(params: EcgParameters, q: float) -> tuple[list[Row], str]:
     """Depolarisation components for the record's conduction; returns rows and the conduction kind."""
     kind = params.bundle_branch_block
     if kind == "lbbb":
@@ -231,7 +236,7 @@ def _qrs_rows(params: EcgParameters, q: float) -> tuple[list[tuple[float, float,
         ], kind
     # Normal septal (left-to-right, anterior) then LV free wall, then basal terminal forces.
     normal_q = 0.62 * q if kind == "rbbb" else q
-    rows: list[tuple[float, float, float, float, FloatArray, int, float, float]] = [
+    rows: list[Row] = [
         (0.0, 0.14 * normal_q, 0.0, 0.14 * normal_q, _V([-0.10, 0.05, 0.20]), QRS, 0.0, 0.0),
         (0.10 * normal_q, 0.20 * normal_q, 0.0, 0.20 * normal_q, _V([0.45, 0.45, 0.35]), QRS, 0.0, 0.0),
         (0.25 * normal_q, 0.25 * normal_q, 0.0, 0.25 * normal_q, _V([1.0, 0.8, -0.8]), QRS, 0.0, 0.0),
@@ -301,7 +306,8 @@ def build_morphology(params: EcgParameters, rng: np.random.Generator, *, qt_ref_
         st_vec = st_vec + _scale_to_leads(lateral, ("V5", "V6"), -0.12)
     if params.st_deviation_mv != 0.0:
         # Diffuse ST shift along the normal repolarisation direction (aVR shows the mirror image).
-        st_vec = st_vec + _scale_to_leads(_unit(_V([0.30, 0.25, 0.25])), tuple(LEAD_INDEX), params.st_deviation_mv)
+        diffuse = _unit(_V([0.30, 0.25, 0.25]))
+        st_vec = st_vec + _scale_to_leads(diffuse, tuple(LEAD_INDEX), params.st_deviation_mv)
 
     span = qt - q
     t_dur = float(np.clip(0.55 * span * params.t_width_scale, 0.06, span - 0.02))
@@ -321,9 +327,10 @@ def build_morphology(params: EcgParameters, rng: np.random.Generator, *, qt_ref_
     # ---- atrial depolarisation: right atrium (inferior, anterior) then left atrium (left, posterior)
     p_dur = float(rng.normal(0.100, 0.006))
     p_scale = params.p_amplitude_scale
-    p_rows = [
+    la_start = -pr + 0.35 * p_dur
+    p_rows: list[Row] = [
         (-pr, 0.30 * p_dur, 0.0, 0.30 * p_dur, p_scale * _V([0.05, 0.12, 0.08]), P_WAVE, 0.0, 0.0),
-        (-pr + 0.35 * p_dur, 0.32 * p_dur, 0.0, 0.33 * p_dur, p_scale * _V([0.12, 0.08, -0.06]), P_WAVE, 0.0, 0.0),
+        (la_start, 0.32 * p_dur, 0.0, 0.33 * p_dur, p_scale * _V([0.12, 0.08, -0.06]), P_WAVE, 0.0, 0.0),
     ]
     # A premature atrial beat from a low atrial focus: retrograde P (negative in II, III, aVF), and
     # slightly slower AV conduction of the early impulse.
@@ -341,7 +348,7 @@ def build_morphology(params: EcgParameters, rng: np.random.Generator, *, qt_ref_
     return Morphology(conducted=conducted, pac=pac, pvc=pvc, qrs_s=q, qt_ref_s=qt, pvc_qt_extra_s=0.05)
 
 
-def _pvc_rows(rng: np.random.Generator, qt: float, scale: float) -> list[tuple[float, float, float, float, FloatArray, int, float, float]]:
+def _pvc_rows(rng: np.random.Generator, qt: float, scale: float) -> list[Row]:
     """A premature ventricular beat: no P, wide bizarre QRS from an ectopic focus, discordant T."""
     q = 0.15
     if rng.random() < 0.5:  # right-ventricular outflow tract: LBBB-like, inferior axis
@@ -434,7 +441,8 @@ _F_WAVE_DIRECTIONS: FloatArray = np.array([
 ])
 
 
-def fibrillatory_waves(amplitude_mv: float, rng: np.random.Generator, *, fs: int, n_samples: int) -> FloatArray:
+def fibrillatory_waves(amplitude_mv: float, rng: np.random.Generator, *, fs: int,
+                       n_samples: int) -> FloatArray:
     """Atrial fibrillatory activity (3, n): three wavelets of 4-9 Hz with wandering frequency and
     amplitude, oriented inferiorly and anteriorly so they are largest in V1, II, III and aVF."""
     t = np.arange(n_samples) / fs
@@ -495,8 +503,8 @@ def _median_beat(morph: Morphology, params: EcgParameters, fs: int) -> MedianBea
     groups["repol"] = groups["st"] + groups["t"]
     total = per_group.sum(axis=0)
     return MedianBeat(
-        fs=fs, qrs_onset_index=int(round(-t0 * fs)), leads=project_to_leads(total),
-        group_vectors=groups, group_leads={name: project_to_leads(groups[name]) for name in ("qrs", "t", "u")},
+        fs=fs, qrs_onset_index=round(-t0 * fs), leads=project_to_leads(total), group_vectors=groups,
+        group_leads={name: project_to_leads(groups[name]) for name in ("qrs", "t", "u")},
         has_p=params.rhythm != "atrial_fibrillation",
     )
 
@@ -518,7 +526,8 @@ def render_ecg(params: EcgParameters, rng: np.random.Generator, *, fs: int = 500
     dominant = schedule.kind == NORMAL_BEAT
     rr_dominant = schedule.rr_before[visible & dominant]
     # The cart's median beat sits at the median RR (np.sort: np.median's overhead is ~10x on 12 values).
-    rr_ref = float(np.sort(rr_dominant)[rr_dominant.size // 2]) if rr_dominant.size else 60.0 / params.heart_rate_bpm
+    rr_ref = (float(np.sort(rr_dominant)[rr_dominant.size // 2]) if rr_dominant.size
+              else 60.0 / params.heart_rate_bpm)
     morph = build_morphology(params, rng, qt_ref_s=float(qt_for_rr(params.qtc_ms, rr_ref)))
     placed = _place_beats(morph, schedule, params, resp_phase=float(rng.uniform(0, 2 * np.pi)),
                           resp_hz=float(rng.uniform(0.2, 0.33)))

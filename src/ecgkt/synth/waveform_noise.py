@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-FloatArray = NDArray[np.float64]
-
 from ecgkt.synth.ecg_params import NoiseParameters
+
+FloatArray = NDArray[np.float64]
 
 ELECTRODES: tuple[str, ...] = ("RA", "LA", "LL", "V1", "V2", "V3", "V4", "V5", "V6")
 WANDER_BAND_HZ = (0.15, 0.5)
@@ -85,7 +85,8 @@ def electrode_noise(noise: NoiseParameters, rng: np.random.Generator, *, fs: int
     potentials = np.fft.irfft(spectrum, n=n_samples, axis=1).astype(np.float64)
     if noise.mains_mv > 0 and not on_grid:
         t = np.arange(n_samples) / fs
-        potentials += mains_amp[:, None] * np.cos(2 * np.pi * noise.mains_hz * t[None, :] + mains_phase[:, None])
+        mains_angle = 2 * np.pi * noise.mains_hz * t[None, :] + mains_phase[:, None]
+        potentials += mains_amp[:, None] * np.cos(mains_angle)
     artifact_electrode = None
     if noise.electrode_artifact:
         which = int(rng.integers(n_electrodes))

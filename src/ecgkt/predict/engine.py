@@ -1,0 +1,263 @@
+"""The prediction engine: one ECG in, calibrated diagnosis and lab probabilities plus explanations out.
+
+Used by `ecgkt predict`, `ecgkt report` and the HTTP service, so every front end returns the same
+numbers. The evaluation path mirrors training exactly:
+
+1. the ECG is preprocessed with the bundle's spec and cut into 2.5 s windows (signals.readers);
+2. the runner (the bundle's torch model, or an onnxruntime session passed in by the service) gives
+   per-window logits, whose SIGMOIDS are averaged over the windows (as training evaluates);
+3. the bundle's temperature T, when calibrated, is applied to the averaged prediction:
+   p = σ(logit(p̄) / T). T was fitted on exactly this quantity (explain/calibrate_bundle.py);
+4. a label is called positive when p ≥ its stored threshold (Youden's J on validation), or 0.5 when
+   the bundle is not calibrated (a note says so);
+5. each positive diagnosis gets its supporting lab abnormalities (explain/supporting_labs.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from pydantic import BaseModel
+
+from ecgkt import __version__
+from ecgkt.bundle import Bundle, BundleManifest, EcgOnlyModel, load_bundle
+from ecgkt.explain.supporting_labs import (
+    DEFAULT_TOP_LABS,
+    GradientAlignment,
+    MethodName,
+    RecordOutputs,
+    SupportExplainer,
+    SurrogateExplainer,
+    top_supporting_labs,
+)
+from ecgkt.explain.surrogate import load_surrogate
+from ecgkt.signals.preprocess import PreprocessSpec
+from ecgkt.signals.readers import EcgInput, prepare_windows, read_ecg
+
+DEFAULT_THRESHOLD = 0.5
+# Chosen by `ecgkt explain-eval` on the synthetic cohort; see docs/explanations.md.
+DEFAULT_EXPLANATION: MethodName = "surrogate"
+# Used when the default needs something the bundle lacks (a surrogate before `ecgkt calibrate`).
+FALLBACK_EXPLANATION: MethodName = "gradient_x_probability"
+RUNNER_CHUNK_WINDOWS = 64
+
+Runner = Callable[[NDArray[np.float32]], tuple[NDArray[np.float32], NDArray[np.float32]]]
+
+
+class LabSupport(BaseModel):
+    label: str
+    probability: float
+    score: float
+
+
+class DiagnosisPrediction(BaseModel):
+    code: str
+    title: str
+    probability: float
+    threshold: float
+    positive: bool
+    validation_auroc: float | None
+    supporting_labs: list[LabSupport]
+
+
+class LabPrediction(BaseModel):
+    label: str
+    probability: float
+    threshold: float
+    positive: bool
+    validation_auroc: float | None
+
+
+class PredictionResult(BaseModel):
+    source: str
+    ecgkt_version: str
+    n_windows: int
+    notes: list[str]
+    diagnoses: list[DiagnosisPrediction]  # sorted by probability, descending
+    labs: list[LabPrediction]
+
+
+def torch_runner(model: EcgOnlyModel, chunk_windows: int = RUNNER_CHUNK_WINDOWS) -> Runner:
+    """Windows (W, 12, L) → per-window (diagnosis logits, lab logits) from the torch model."""
+
+    def run(windows: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        diag_parts, lab_parts = [], []
+        with torch.inference_mode():
+            for start in range(0, windows.shape[0], chunk_windows):
+                batch = torch.from_numpy(np.ascontiguousarray(windows[start : start + chunk_windows], np.float32))
+                diag, lab = model(batch)
+                diag_parts.append(diag.float().numpy())
+                lab_parts.append(lab.float().numpy())
+        return np.concatenate(diag_parts).astype(np.float32), np.concatenate(lab_parts).astype(np.float32)
+
+    return run
+
+
+def window_average(logits: NDArray[np.floating]) -> NDArray[np.float32]:
+    """Mean of the window sigmoids along axis -2: (…, W, C) → (…, C). The training-time evaluation."""
+    values = np.asarray(logits, dtype=np.float64)
+    return (0.5 * (1.0 + np.tanh(0.5 * values))).mean(axis=-2).astype(np.float32)
+
+
+def apply_temperature(probability: NDArray[np.floating], temperature: float | None) -> NDArray[np.float32]:
+    """σ(logit(p) / T); identity when T is None (uncalibrated bundle)."""
+    p = np.asarray(probability, dtype=np.float64)
+    if temperature is None:
+        return p.astype(np.float32)
+    clipped = np.clip(p, 1e-7, 1 - 1e-7)
+    scaled = (np.log(clipped) - np.log1p(-clipped)) / temperature
+    return (0.5 * (1.0 + np.tanh(0.5 * scaled))).astype(np.float32)
+
+
+def thresholds_for(labels: list[str], stored: dict[str, float] | None) -> NDArray[np.float32]:
+    stored = stored or {}
+    return np.array([stored.get(label, DEFAULT_THRESHOLD) for label in labels], dtype=np.float32)
+
+
+def preprocess_spec(manifest: BundleManifest) -> PreprocessSpec:
+    spec = manifest.preprocessing
+    return PreprocessSpec(
+        sampling_rate_hz=spec.sampling_rate_hz, record_seconds=spec.record_seconds, clip_mv=spec.clip_mv
+    )
+
+
+def build_explainer(bundle: Bundle, method: MethodName | None) -> tuple[SupportExplainer | None, list[str]]:
+    """The explainer for `method` (None = the measured default), and notes on any fallback."""
+    manifest = bundle.manifest
+    wanted = method or DEFAULT_EXPLANATION
+    notes: list[str] = []
+    if wanted == "surrogate":
+        surrogate = load_surrogate(bundle.path)
+        if surrogate is not None:
+            surrogate.check_labels(manifest.diagnosis_labels, manifest.lab_labels)
+            return SurrogateExplainer(surrogate), notes
+        if method == "surrogate":
+            raise FileNotFoundError(
+                f"{bundle.path}: bundle has no explanation surrogate; run `ecgkt calibrate BUNDLE STORE`"
+            )
+        notes.append(
+            "bundle has no explanation surrogate (run `ecgkt calibrate`): supporting labs ranked by "
+            "gradient alignment × lab probability instead"
+        )
+        wanted = FALLBACK_EXPLANATION
+    if wanted in ("gradient", "gradient_x_probability"):
+        return GradientAlignment(bundle.model, weight_by_probability=wanted == "gradient_x_probability"), notes
+    raise ValueError(f"explanation method {wanted!r} is an evaluation baseline, not offered for prediction")
+
+
+class Predictor:
+    """Holds one loaded bundle; thread-compatible for reads (the service shares one instance)."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        runner: Runner | None = None,
+        *,
+        explanation: MethodName | None = None,
+        top_labs: int = DEFAULT_TOP_LABS,
+    ) -> None:
+        self.bundle = bundle
+        self.manifest = bundle.manifest
+        self.runner: Runner = runner if runner is not None else torch_runner(bundle.model)
+        self.spec = preprocess_spec(bundle.manifest)
+        self.explainer, self._explainer_notes = build_explainer(bundle, explanation)
+        self.top_labs = top_labs
+        manifest = self.manifest
+        self.diagnosis_thresholds = thresholds_for(manifest.diagnosis_labels, manifest.thresholds_diagnosis)
+        self.lab_thresholds = thresholds_for(manifest.lab_labels, manifest.thresholds_lab)
+        self.calibrated = manifest.temperature_diagnosis is not None and manifest.thresholds_diagnosis is not None
+
+    @classmethod
+    def from_path(cls, bundle_path: Path) -> Predictor:
+        return cls(load_bundle(bundle_path))
+
+    @property
+    def explanation_method(self) -> str:
+        return self.explainer.name if self.explainer is not None else "none"
+
+    def predict_path(self, path: Path, **reader_kwargs: Any) -> PredictionResult:
+        return self.predict(read_ecg(path, **reader_kwargs))
+
+    def predict(self, ecg: EcgInput) -> PredictionResult:
+        manifest = self.manifest
+        windows = prepare_windows(ecg, self.spec, manifest.preprocessing.window_samples)
+        diag_logits, lab_logits = self.runner(windows)
+        self._check_runner_output(diag_logits, lab_logits, windows.shape[0])
+        raw_diag = window_average(diag_logits)
+        raw_lab = window_average(lab_logits)
+        diag_prob = apply_temperature(raw_diag, manifest.temperature_diagnosis)
+        lab_prob = apply_temperature(raw_lab, manifest.temperature_lab)
+        positive_diag = diag_prob >= self.diagnosis_thresholds
+
+        support_scores = None
+        if self.explainer is not None and positive_diag.any():
+            outputs = RecordOutputs(
+                lab_probability=raw_lab[None, :], diagnosis_probability=raw_diag[None, :], windows=windows[None]
+            )
+            support_scores = self.explainer.scores(outputs)[0]
+
+        diagnoses = []
+        for k, code in enumerate(manifest.diagnosis_labels):
+            supporting: list[LabSupport] = []
+            if support_scores is not None and positive_diag[k]:
+                supporting = [
+                    LabSupport(
+                        label=manifest.lab_labels[s.lab_index],
+                        probability=float(lab_prob[s.lab_index]),
+                        score=s.score,
+                    )
+                    for s in top_supporting_labs(support_scores[k], self.top_labs)
+                ]
+            diagnoses.append(
+                DiagnosisPrediction(
+                    code=code,
+                    title=manifest.diagnosis_titles.get(code, ""),
+                    probability=float(diag_prob[k]),
+                    threshold=float(self.diagnosis_thresholds[k]),
+                    positive=bool(positive_diag[k]),
+                    validation_auroc=_finite(manifest.validation_auroc_diagnosis.get(code)),
+                    supporting_labs=supporting,
+                )
+            )
+        diagnoses.sort(key=lambda d: d.probability, reverse=True)
+        labs = [
+            LabPrediction(
+                label=label,
+                probability=float(lab_prob[p]),
+                threshold=float(self.lab_thresholds[p]),
+                positive=bool(lab_prob[p] >= self.lab_thresholds[p]),
+                validation_auroc=_finite(manifest.validation_auroc_lab.get(label)),
+            )
+            for p, label in enumerate(manifest.lab_labels)
+        ]
+        return PredictionResult(
+            source=ecg.source,
+            ecgkt_version=__version__,
+            n_windows=int(windows.shape[0]),
+            notes=[*ecg.notes, *self._model_notes()],
+            diagnoses=diagnoses,
+            labs=labs,
+        )
+
+    def _model_notes(self) -> list[str]:
+        notes = list(self._explainer_notes)
+        if not self.calibrated:
+            notes.append(
+                "bundle not calibrated (run `ecgkt calibrate`): raw probabilities, thresholds 0.5"
+            )
+        return notes
+
+    def _check_runner_output(self, diag: NDArray[np.float32], lab: NDArray[np.float32], n_windows: int) -> None:
+        expected = ((n_windows, len(self.manifest.diagnosis_labels)), (n_windows, len(self.manifest.lab_labels)))
+        if (diag.shape, lab.shape) != expected:
+            raise RuntimeError(f"runner returned shapes {diag.shape}, {lab.shape}; expected {expected}")
+
+
+def _finite(value: float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None

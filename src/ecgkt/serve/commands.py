@@ -1,0 +1,115 @@
+"""CLI: `ecgkt serve BUNDLE` — the prediction service under uvicorn (heavy imports stay inside)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+
+def configure_logging(level: str) -> None:
+    """One line per request on stderr (the service logs ids, sizes, kinds and latencies only)."""
+    logger = logging.getLogger("ecgkt.serve")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
+def serve(
+    bundle: Path = typer.Argument(..., help="Model bundle folder to serve.", show_default=False),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Interface to bind (0.0.0.0 exposes it on the network)."
+    ),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="uvicorn worker processes (each loads the model)."
+    ),
+    backend: str = typer.Option("torch", "--backend", help="torch | onnx (onnxruntime)."),
+    onnx: Path | None = typer.Option(
+        None, "--onnx", help="ONNX file for --backend onnx (default: export the bundle at start-up)."
+    ),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Larger request bodies get HTTP 413."),
+    timeout: float = typer.Option(
+        30.0, "--timeout", help="Seconds per request for parsing + inference (504)."
+    ),
+    threads: int = typer.Option(2, "--threads", min=1, help="Inference threads per worker."),
+    torch_threads: int = typer.Option(
+        1, "--torch-threads", min=1, help="Intra-op threads per inference call."
+    ),
+    max_pending: int = typer.Option(
+        16, "--max-pending", min=1, help="Requests accepted at once per worker (503)."
+    ),
+) -> None:
+    """Serve POST /v1/predict, POST /v1/report, GET /v1/model, GET /healthz and the upload page at /."""
+    import os
+    import tempfile
+
+    import uvicorn
+    from rich.console import Console
+
+    from ecgkt.bundle import BundleError, read_manifest
+    from ecgkt.export.onnx import OnnxExportError
+    from ecgkt.serve.settings import ServeSettings, SettingsError
+
+    console = Console(stderr=True)
+
+    def fail(message: object) -> typer.Exit:
+        console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+        return typer.Exit(code=2)
+
+    if backend not in ("torch", "onnx"):
+        raise fail(f"--backend must be torch or onnx, got {backend!r}")
+    if onnx is not None and backend != "onnx":
+        raise fail("--onnx is only used with --backend onnx")
+    if onnx is not None and not onnx.is_file():
+        raise fail(f"{onnx}: no such ONNX file")
+    scratch: tempfile.TemporaryDirectory[str] | None = None
+    try:
+        read_manifest(bundle)
+        if backend == "onnx" and onnx is None and workers > 1:
+            # Export once here rather than once per worker process.
+            from ecgkt.export.onnx import export_onnx
+
+            scratch = tempfile.TemporaryDirectory(prefix="ecgkt-serve-onnx-")
+            onnx = export_onnx(bundle, Path(scratch.name) / "model.onnx").onnx_path
+        settings = ServeSettings(
+            max_upload_mb=max_upload_mb,
+            inference_timeout_s=timeout,
+            inference_threads=threads,
+            torch_threads=torch_threads,
+            max_pending=max_pending,
+            onnx_path=onnx,
+        )
+        configure_logging(settings.log_level)
+        if workers == 1:
+            from ecgkt.serve.app import create_app
+
+            with console.status("loading the model…"):
+                app = create_app(bundle, "onnx" if backend == "onnx" else "torch", settings)
+            uvicorn.run(app, host=host, port=port, access_log=False, log_level=settings.log_level)
+        else:
+            os.environ.update(settings.to_env())
+            os.environ["ECGKT_SERVE_BUNDLE"] = str(bundle.resolve())
+            os.environ["ECGKT_SERVE_BACKEND"] = backend
+            uvicorn.run(
+                "ecgkt.serve.app:app_from_env",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                access_log=False,
+                log_level=settings.log_level,
+            )
+    except (BundleError, OnnxExportError, SettingsError, ValueError) as error:
+        raise fail(error) from None
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
