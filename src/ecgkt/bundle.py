@@ -52,12 +52,12 @@ class _Strict(BaseModel):
 class BundlePreprocessing(_Strict):
     """How an input ECG must look before it reaches the model (see ecgkt.signals.preprocess)."""
 
-    sampling_rate_hz: int = Field(100, gt=0)
+    sampling_rate_hz: int = Field(default=100, gt=0)
     leads: list[str] = Field(default_factory=lambda: list(CANONICAL_LEADS))
-    record_seconds: float = Field(10.0, gt=0)
-    window_samples: int = Field(250, gt=0)
-    n_windows: int = Field(4, gt=0)
-    clip_mv: float = Field(3.0, gt=0)
+    record_seconds: float = Field(default=10.0, gt=0)
+    window_samples: int = Field(default=250, gt=0)
+    n_windows: int = Field(default=4, gt=0)
+    clip_mv: float = Field(default=3.0, gt=0)
 
 
 class BundleManifest(_Strict):
@@ -71,7 +71,7 @@ class BundleManifest(_Strict):
     diagnosis_titles: dict[str, str] = Field(default_factory=dict)
     lab_labels: list[str]
     lab_reference_ranges: dict[str, tuple[float | None, float | None]] = Field(default_factory=dict)
-    preprocessing: BundlePreprocessing = Field(default_factory=BundlePreprocessing)
+    preprocessing: BundlePreprocessing = Field(default_factory=lambda: BundlePreprocessing())
     validation_auroc_diagnosis: dict[str, float | None] = Field(default_factory=dict)
     validation_auroc_lab: dict[str, float | None] = Field(default_factory=dict)
     temperature_diagnosis: float | None = None
@@ -121,7 +121,7 @@ class EcgOnlyModel(nn.Module):
 
     def encode(self, x: Tensor) -> Tensor:
         """(B, 12, L) → h_x (B, d_model)."""
-        return self.encoder(x)  # type: ignore[no-any-return]
+        return self.encoder(x)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(B, 12, 250) → (diagnosis logits (B, K), lab logits (B, P))."""

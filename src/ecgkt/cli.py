@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ecgkt.synth.commands",
     "ecgkt.build.commands",
     "ecgkt.train.commands",
+    "ecgkt.predict.commands",
     "ecgkt.explain.commands",
     "ecgkt.report.commands",
     "ecgkt.serve.commands",

@@ -36,6 +36,8 @@ PRESETS: tuple[PresetName, ...] = ("paper", "cpu", "smoke")
 ObjectiveChoice = Literal["barlow_twins", "vicreg", "infonce"]
 AblationObjective = Literal["none", "barlow_twins", "vicreg", "infonce"]
 TabularGroup = Literal["routine", "lab"]
+ALL_TABULAR_GROUPS: tuple[TabularGroup, ...] = ("routine", "lab")
+ABLATION_OBJECTIVES: tuple[AblationObjective, ...] = ("none", "barlow_twins", "vicreg", "infonce")
 
 
 class ConfigError(ValueError):
@@ -49,23 +51,23 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     """How records become batches: random 2.5 s crops for training, 4 windows for evaluation."""
 
-    window_samples: int = Field(250, gt=0, description="crop length in samples (2.5 s at 100 Hz)")
-    n_eval_windows: int = Field(4, gt=0, description="non-overlapping windows averaged in evaluation")
-    batch_size: int = Field(32, gt=1, description="> 1: BatchNorm and the joint-embedding losses need it")
-    eval_batch_size: int = Field(128, gt=0)
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0 = main process)")
-    observed_mask: bool = Field(True, description="append an observed-mask column per numeric feature")
+    window_samples: int = Field(default=250, gt=0, description="crop length in samples (2.5 s at 100 Hz)")
+    n_eval_windows: int = Field(default=4, gt=0, description="non-overlapping windows averaged in evaluation")
+    batch_size: int = Field(default=32, gt=1, description="> 1: BatchNorm and the joint-embedding losses need it")
+    eval_batch_size: int = Field(default=128, gt=0)
+    num_workers: int = Field(default=0, ge=0, description="DataLoader worker processes (0 = main process)")
+    observed_mask: bool = Field(default=True, description="append an observed-mask column per numeric feature")
 
 
 class OptimConfig(_Strict):
     """AdamW with an optional cosine schedule; the S4 dt/A parameters get `ssm_lr` and no decay."""
 
-    max_epochs: int = Field(40, ge=1)
-    lr: float = Field(1e-3, gt=0.0, le=1.0)
-    weight_decay: float = Field(1e-3, ge=0.0)
-    ssm_lr: float | None = Field(1e-3, gt=0.0, le=1.0, description="lr of S4 dt/A; None = same as lr")
+    max_epochs: int = Field(default=40, ge=1)
+    lr: float = Field(default=1e-3, gt=0.0, le=1.0)
+    weight_decay: float = Field(default=1e-3, ge=0.0)
+    ssm_lr: float | None = Field(default=1e-3, gt=0.0, le=1.0, description="lr of S4 dt/A; None = same as lr")
     scheduler: Literal["none", "cosine"] = "cosine"
-    gradient_clip: float | None = Field(1.0, gt=0.0)
+    gradient_clip: float | None = Field(default=1.0, gt=0.0)
 
 
 class TrainerConfig(_Strict):
@@ -73,13 +75,15 @@ class TrainerConfig(_Strict):
 
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int | Literal["auto"] = "auto"
-    strategy: str = Field("auto", description='e.g. "ddp" for multi-GPU / multi-node')
-    num_nodes: int = Field(1, ge=1)
+    strategy: str = Field(default="auto", description='e.g. "ddp" for multi-GPU / multi-node')
+    num_nodes: int = Field(default=1, ge=1)
     precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "32-true"
-    cpu_threads: int | None = Field(None, ge=1, description="torch.set_num_threads on CPU; None = torch default")
+    cpu_threads: int | None = Field(
+        default=None, ge=1, description="torch.set_num_threads on CPU; None = torch default"
+    )
     deterministic: bool = False
     progress_bar: bool = True
-    log_every_n_steps: int = Field(10, ge=1)
+    log_every_n_steps: int = Field(default=10, ge=1)
 
     @model_validator(mode="after")
     def _devices_positive(self) -> TrainerConfig:
@@ -92,15 +96,15 @@ class PretrainConfig(_Strict):
     """Stage 1: joint embedding of (ECG crop, tabular row) pairs; no labels are read."""
 
     objective: ObjectiveChoice = "barlow_twins"
-    barlow_lambda: float = Field(0.0051, ge=0.0, description="Barlow Twins off-diagonal weight λ")
-    vicreg_sim_coeff: float = Field(25.0, ge=0.0)
-    vicreg_std_coeff: float = Field(25.0, ge=0.0)
-    vicreg_cov_coeff: float = Field(1.0, ge=0.0)
-    infonce_temperature: float = Field(0.1, gt=0.0)
-    tabular_groups: list[TabularGroup] = Field(default_factory=lambda: ["routine", "lab"], min_length=1)
-    tabular_encoder: TabularEncoderConfig = Field(default_factory=TabularEncoderConfig)
-    projector: ProjectorConfig = Field(default_factory=ProjectorConfig)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
+    barlow_lambda: float = Field(default=0.0051, ge=0.0, description="Barlow Twins off-diagonal weight λ")
+    vicreg_sim_coeff: float = Field(default=25.0, ge=0.0)
+    vicreg_std_coeff: float = Field(default=25.0, ge=0.0)
+    vicreg_cov_coeff: float = Field(default=1.0, ge=0.0)
+    infonce_temperature: float = Field(default=0.1, gt=0.0)
+    tabular_groups: list[TabularGroup] = Field(default_factory=lambda: list(ALL_TABULAR_GROUPS), min_length=1)
+    tabular_encoder: TabularEncoderConfig = Field(default_factory=lambda: TabularEncoderConfig.model_validate({}))
+    projector: ProjectorConfig = Field(default_factory=lambda: ProjectorConfig.model_validate({}))
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig())
 
     def objective_kwargs(self) -> dict[str, float]:
         """Keyword arguments for `ecgkt.objectives.build_objective` for the chosen objective."""
@@ -118,11 +122,11 @@ class PretrainConfig(_Strict):
 class FinetuneConfig(_Strict):
     """Stage 2: diagnosis head Ψy on the pretrained encoder, early layers frozen, lower encoder lr."""
 
-    freeze_layers: int = Field(2, ge=0, description="freeze the input projection + this many S4 blocks")
-    encoder_lr_factor: float = Field(0.1, gt=0.0, le=1.0, description="encoder lr = head lr × factor")
-    focal_gamma: float = Field(0.0, ge=0.0, description="0 = plain masked BCE; > 0 = focal BCE")
-    head: HeadConfig = Field(default_factory=HeadConfig)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
+    freeze_layers: int = Field(default=2, ge=0, description="freeze the input projection + this many S4 blocks")
+    encoder_lr_factor: float = Field(default=0.1, gt=0.0, le=1.0, description="encoder lr = head lr × factor")
+    focal_gamma: float = Field(default=0.0, ge=0.0, description="0 = plain masked BCE; > 0 = focal BCE")
+    head: HeadConfig = Field(default_factory=lambda: HeadConfig.model_validate({}))
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig())
 
 
 class LabsConfig(_Strict):
@@ -134,30 +138,28 @@ class LabsConfig(_Strict):
     """
 
     encoder: Literal["frozen", "finetune"] = "frozen"
-    encoder_lr_factor: float = Field(0.1, gt=0.0, le=1.0)
-    focal_gamma: float = Field(0.0, ge=0.0)
-    head: HeadConfig = Field(default_factory=HeadConfig)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
+    encoder_lr_factor: float = Field(default=0.1, gt=0.0, le=1.0)
+    focal_gamma: float = Field(default=0.0, ge=0.0)
+    head: HeadConfig = Field(default_factory=lambda: HeadConfig.model_validate({}))
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig())
 
 
 class BaselineConfig(_Strict):
     """The three Table-1 baselines: signal-only, multimodal lab prediction, multimodal classification."""
 
-    tabular_encoder: TabularEncoderConfig = Field(default_factory=TabularEncoderConfig)
-    head: HeadConfig = Field(default_factory=HeadConfig)
-    focal_gamma: float = Field(0.0, ge=0.0)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
+    tabular_encoder: TabularEncoderConfig = Field(default_factory=lambda: TabularEncoderConfig.model_validate({}))
+    head: HeadConfig = Field(default_factory=lambda: HeadConfig.model_validate({}))
+    focal_gamma: float = Field(default=0.0, ge=0.0)
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig())
 
 
 class EvaluationConfig(_Strict):
-    bootstrap_resamples: int = Field(1000, ge=10)
-    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    bootstrap_resamples: int = Field(default=1000, ge=10)
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
 
 
 class AblationConfig(_Strict):
-    objectives: list[AblationObjective] = Field(
-        default_factory=lambda: ["none", "barlow_twins", "vicreg", "infonce"], min_length=1
-    )
+    objectives: list[AblationObjective] = Field(default_factory=lambda: list(ABLATION_OBJECTIVES), min_length=1)
     freeze_layers: list[int] = Field(default_factory=lambda: [0, 2, 4], min_length=1)
 
 
@@ -165,16 +167,16 @@ class RunConfig(_Strict):
     """Everything one training run (or the whole benchmark) needs besides the store and output folder."""
 
     preset: str = "paper"
-    seed: int = Field(0, ge=0)
-    encoder: EcgEncoderConfig = Field(default_factory=EcgEncoderConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
-    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
-    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
-    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
-    labs: LabsConfig = Field(default_factory=LabsConfig)
-    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
-    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    ablation: AblationConfig = Field(default_factory=AblationConfig)
+    seed: int = Field(default=0, ge=0)
+    encoder: EcgEncoderConfig = Field(default_factory=lambda: EcgEncoderConfig.model_validate({}))
+    data: DataConfig = Field(default_factory=lambda: DataConfig())
+    trainer: TrainerConfig = Field(default_factory=lambda: TrainerConfig())
+    pretrain: PretrainConfig = Field(default_factory=lambda: PretrainConfig())
+    finetune: FinetuneConfig = Field(default_factory=lambda: FinetuneConfig())
+    labs: LabsConfig = Field(default_factory=lambda: LabsConfig())
+    baseline: BaselineConfig = Field(default_factory=lambda: BaselineConfig())
+    evaluation: EvaluationConfig = Field(default_factory=lambda: EvaluationConfig())
+    ablation: AblationConfig = Field(default_factory=lambda: AblationConfig())
 
     @model_validator(mode="after")
     def _freezing_fits_encoder(self) -> RunConfig:
@@ -186,9 +188,7 @@ class RunConfig(_Strict):
             )
         too_many = [k for k in self.ablation.freeze_layers if k < 0 or k > n_layers]
         if too_many:
-            raise ValueError(
-                f"ablation.freeze_layers {too_many} outside 0..{n_layers} (encoder.n_layers={n_layers})"
-            )
+            raise ValueError(f"ablation.freeze_layers {too_many} outside 0..{n_layers} (encoder.n_layers={n_layers})")
         return self
 
 
@@ -210,22 +210,24 @@ def _paper() -> dict[str, Any]:
 
 
 def _cpu() -> dict[str, Any]:
+    # Sized by measurement: one training step (batch 64, 250 samples) of this encoder costs ~0.4
+    # CPU-seconds, so Table 1 on ~3.5k ECGs (the demo's 1500 patients) takes ~15 CPU-minutes.
     return {
         "preset": "cpu",
         "encoder": {"d_model": 64, "d_state": 8, "n_layers": 4, "dropout": 0.1},
         "data": {"batch_size": 64, "eval_batch_size": 256, "num_workers": 0},
-        "trainer": {"accelerator": "cpu", "devices": 1, "cpu_threads": 2, "log_every_n_steps": 5},
+        "trainer": {"accelerator": "cpu", "devices": 1, "cpu_threads": 2, "log_every_n_steps": 20},
         "pretrain": {
             "tabular_encoder": {"hidden": [128, 128], "dropout": 0.1},
             "projector": {"hidden": 256, "out_dim": 256},
-            "optim": {"max_epochs": 15, "lr": 2e-3, "weight_decay": 1e-3},
+            "optim": {"max_epochs": 10, "lr": 2e-3},
         },
-        "finetune": {"head": {"hidden": [128]}, "optim": {"max_epochs": 15, "lr": 2e-3}},
-        "labs": {"head": {"hidden": [128]}, "optim": {"max_epochs": 10, "lr": 2e-3}},
+        "finetune": {"head": {"hidden": [128]}, "optim": {"max_epochs": 8, "lr": 2e-3}},
+        "labs": {"head": {"hidden": [128]}, "optim": {"max_epochs": 6, "lr": 2e-3}},
         "baseline": {
             "tabular_encoder": {"hidden": [128, 128], "dropout": 0.1},
             "head": {"hidden": [128]},
-            "optim": {"max_epochs": 15, "lr": 2e-3},
+            "optim": {"max_epochs": 8, "lr": 2e-3},
         },
         "evaluation": {"bootstrap_resamples": 500},
     }

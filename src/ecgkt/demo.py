@@ -12,14 +12,25 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
 DEFAULT_PATIENTS = 1500
 
 
-def run_demo(out: Path, patients: int = DEFAULT_PATIENTS, seed: int = 0, workers: int = 2, preset: str = "cpu") -> Path:
-    """Run (or resume) the three demo steps; returns the benchmark folder."""
+def run_demo(
+    out: Path,
+    patients: int = DEFAULT_PATIENTS,
+    seed: int = 0,
+    workers: int = 2,
+    preset: str = "cpu",
+    build_overrides: dict[str, Any] | None = None,
+) -> Path:
+    """Run (or resume) the three demo steps; returns the benchmark folder.
+
+    `preset` and `build_overrides` (BuildConfig fields) exist for tests that need a tinier run.
+    """
     from rich.console import Console
 
     from ecgkt.config import ConfigError, load_config
@@ -53,7 +64,8 @@ def run_demo(out: Path, patients: int = DEFAULT_PATIENTS, seed: int = 0, workers
         from ecgkt.mimic.layout import MimicFolders
 
         console.print(f"[bold cyan]▶ cohort store[/] → {store}")
-        build_store(MimicFolders.from_synthetic_root(cohort), store, BuildConfig(seed=seed, workers=workers))
+        build_config = BuildConfig(seed=seed, workers=workers, **(build_overrides or {}))
+        build_store(MimicFolders.from_synthetic_root(cohort), store, build_config, progress=True)
     timings["build"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -66,7 +78,8 @@ def run_demo(out: Path, patients: int = DEFAULT_PATIENTS, seed: int = 0, workers
         "synthetic cohort, so compare the ordering of the rows, not the values.[/]"
     )
     console.print(
-        "Time: " + ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in timings.items())
+        "Time: "
+        + ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in timings.items())
         + f" — outputs in {bench} (table1.md, plots/, bundle/)"
     )
     return bench

@@ -10,11 +10,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_mimic import TinyMimic  # noqa: E402
+from tiny_mimic import TinyMimic
 
-from ecgkt.build.config import BuildConfig  # noqa: E402
-from ecgkt.build.pipeline import build_store  # noqa: E402
-from ecgkt.mimic.layout import MimicFolders  # noqa: E402
+from ecgkt.build.config import BuildConfig
+from ecgkt.build.pipeline import build_store
+from ecgkt.mimic.layout import MimicFolders
 
 # Tiny cohorts cannot reach 10 positives per validation fold: the lab-label thresholds are lowered.
 TINY_CONFIG = BuildConfig(workers=1, lab_label_min_positives=0, lab_label_min_negatives=0, signal_chunk_records=8)

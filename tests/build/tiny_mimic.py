@@ -87,31 +87,58 @@ class TinyMimic:
         gender = "F" if i % 2 == 0 else "M"
         self.rows("patients").append(
             {
-                "subject_id": subject, "gender": gender, "anchor_age": 30 + (7 * i) % 60, "anchor_year": 2180,
-                "anchor_year_group": "2017 - 2019", "dod": "",
+                "subject_id": subject,
+                "gender": gender,
+                "anchor_age": 30 + (7 * i) % 60,
+                "anchor_year": 2180,
+                "anchor_year_group": "2017 - 2019",
+                "dod": "",
             }
         )
         self.rows("edstays").append(
             {
-                "subject_id": subject, "hadm_id": hadm, "stay_id": stay, "intime": ts(intime),
-                "outtime": ts(intime + timedelta(hours=5)), "gender": gender,
-                "race": ["WHITE", "BLACK/AFRICAN AMERICAN", "HISPANIC/LATINO - CUBAN", "ASIAN - CHINESE", "UNKNOWN"][i % 5],
-                "arrival_transport": "WALK IN", "disposition": "HOME" if hadm is None else "ADMITTED",
+                "subject_id": subject,
+                "hadm_id": hadm,
+                "stay_id": stay,
+                "intime": ts(intime),
+                "outtime": ts(intime + timedelta(hours=5)),
+                "gender": gender,
+                "race": ["WHITE", "BLACK/AFRICAN AMERICAN", "HISPANIC/LATINO - CUBAN", "ASIAN - CHINESE", "UNKNOWN"][
+                    i % 5
+                ],
+                "arrival_transport": "WALK IN",
+                "disposition": "HOME" if hadm is None else "ADMITTED",
             }
         )
         self.rows("triage").append(
             {
-                "subject_id": subject, "stay_id": stay, "temperature": 98.0 + 0.1 * i, "heartrate": 70 + i,
-                "resprate": 16, "o2sat": 97, "sbp": 120 + i, "dbp": 80, "pain": "0", "acuity": 1 + i % 5,
+                "subject_id": subject,
+                "stay_id": stay,
+                "temperature": 98.0 + 0.1 * i,
+                "heartrate": 70 + i,
+                "resprate": 16,
+                "o2sat": 97,
+                "sbp": 120 + i,
+                "dbp": 80,
+                "pain": "0",
+                "acuity": 1 + i % 5,
                 "chiefcomplaint": "CHEST PAIN",
             }
         )
         for minutes, hr in ((10, 80 + i), (40, 85 + i), (80, 90 + i), (120, 200)):
             self.rows("vitalsign").append(
                 {
-                    "subject_id": subject, "stay_id": stay, "charttime": ts(intime + timedelta(minutes=minutes)),
-                    "temperature": 98.6, "heartrate": hr, "resprate": 18, "o2sat": 98, "sbp": 130, "dbp": 85,
-                    "rhythm": "", "pain": "2",
+                    "subject_id": subject,
+                    "stay_id": stay,
+                    "charttime": ts(intime + timedelta(minutes=minutes)),
+                    "temperature": 98.6,
+                    "heartrate": hr,
+                    "resprate": 18,
+                    "o2sat": 98,
+                    "sbp": 130,
+                    "dbp": 85,
+                    "rhythm": "",
+                    "pain": "2",
                 }
             )
         # ECGs: one at +20 min; every 4th patient a second at +60; every 5th one unmatched at +180
@@ -130,18 +157,43 @@ class TinyMimic:
         self.add_lab(subject, creatinine.itemid, intime + timedelta(minutes=300), 1.0, 0.5, 1.2)  # outside windows
         self.add_lab(subject, OTHER_ITEMID, intime + timedelta(minutes=20), 5.0, None, None)
         ecg_date = (intime + timedelta(minutes=20)).date()
-        for days, name, value in ((-3, "Weight (Lbs)", 150 + i), (10, "Weight (Lbs)", 300), (-40, "Height (Inches)", 65), (0, "BMI (kg/m2)", 24.5)):
+        for days, name, value in (
+            (-3, "Weight (Lbs)", 150 + i),
+            (10, "Weight (Lbs)", 300),
+            (-40, "Height (Inches)", 65),
+            (0, "BMI (kg/m2)", 24.5),
+        ):
             self.rows("omr").append(
-                {"subject_id": subject, "chartdate": str(ecg_date + timedelta(days=days)), "seq_num": 1, "result_name": name, "result_value": str(value)}
+                {
+                    "subject_id": subject,
+                    "chartdate": str(ecg_date + timedelta(days=days)),
+                    "seq_num": 1,
+                    "result_name": name,
+                    "result_value": str(value),
+                }
             )
         if hadm is None:
             code, version = ("I4891", 10) if i % 2 == 0 else ("42731", 9)
             self.rows("diagnosis").append(
-                {"subject_id": subject, "stay_id": stay, "seq_num": 1, "icd_code": code, "icd_version": version, "icd_title": "AF"}
+                {
+                    "subject_id": subject,
+                    "stay_id": stay,
+                    "seq_num": 1,
+                    "icd_code": code,
+                    "icd_version": version,
+                    "icd_title": "AF",
+                }
             )
         else:
             self.rows("diagnosis").append(
-                {"subject_id": subject, "stay_id": stay, "seq_num": 1, "icd_code": "R079", "icd_version": 10, "icd_title": "CHEST PAIN"}
+                {
+                    "subject_id": subject,
+                    "stay_id": stay,
+                    "seq_num": 1,
+                    "icd_code": "R079",
+                    "icd_version": 10,
+                    "icd_title": "CHEST PAIN",
+                }
             )
             self.rows("diagnoses_icd").append(
                 {"subject_id": subject, "hadm_id": hadm, "seq_num": 1, "icd_code": "I509", "icd_version": 10}
@@ -151,12 +203,26 @@ class TinyMimic:
         self, subject: int, itemid: int, when: datetime, value: object, low: float | None, high: float | None
     ) -> None:
         rows = self.rows("labevents")
+        if isinstance(value, float):
+            value = round(value, 3)  # as MIMIC prints them; avoids 5.1000000000000005 in the CSV
         rows.append(
             {
-                "labevent_id": len(rows) + 1, "subject_id": subject, "hadm_id": "", "specimen_id": len(rows) + 1,
-                "itemid": itemid, "order_provider_id": "", "charttime": ts(when), "storetime": ts(when + timedelta(minutes=30)),
-                "value": str(value), "valuenum": value, "valueuom": "", "ref_range_lower": low, "ref_range_upper": high,
-                "flag": "", "priority": "STAT", "comments": "",
+                "labevent_id": len(rows) + 1,
+                "subject_id": subject,
+                "hadm_id": "",
+                "specimen_id": len(rows) + 1,
+                "itemid": itemid,
+                "order_provider_id": "",
+                "charttime": ts(when),
+                "storetime": ts(when + timedelta(minutes=30)),
+                "value": str(value),
+                "valuenum": value,
+                "valueuom": "",
+                "ref_range_lower": low,
+                "ref_range_upper": high,
+                "flag": "",
+                "priority": "STAT",
+                "comments": "",
             }
         )
 
@@ -165,20 +231,35 @@ class TinyMimic:
         folders = MimicFolders.from_synthetic_root(root)
         for folder in (folders.ecg, folders.hosp, folders.ed):
             folder.mkdir(parents=True, exist_ok=True)
-        _write_csv(folders.record_list, layout.RECORD_LIST_COLUMNS, [
-            {"subject_id": e.subject_id, "study_id": e.study_id, "file_name": e.study_id, "ecg_time": ts(e.ecg_time), "path": e.rel_path}
-            for e in self.ecgs
-        ])
+        _write_csv(
+            folders.record_list,
+            layout.RECORD_LIST_COLUMNS,
+            [
+                {
+                    "subject_id": e.subject_id,
+                    "study_id": e.study_id,
+                    "file_name": e.study_id,
+                    "ecg_time": ts(e.ecg_time),
+                    "path": e.rel_path,
+                }
+                for e in self.ecgs
+            ],
+        )
         hosp = {
-            "patients": layout.PATIENTS_COLUMNS, "labevents": layout.LABEVENTS_COLUMNS,
-            "d_labitems": layout.D_LABITEMS_COLUMNS, "omr": layout.OMR_COLUMNS,
-            "diagnoses_icd": layout.DIAGNOSES_ICD_COLUMNS, "d_icd_diagnoses": layout.D_ICD_DIAGNOSES_COLUMNS,
+            "patients": layout.PATIENTS_COLUMNS,
+            "labevents": layout.LABEVENTS_COLUMNS,
+            "d_labitems": layout.D_LABITEMS_COLUMNS,
+            "omr": layout.OMR_COLUMNS,
+            "diagnoses_icd": layout.DIAGNOSES_ICD_COLUMNS,
+            "d_icd_diagnoses": layout.D_ICD_DIAGNOSES_COLUMNS,
         }
         for name, columns in hosp.items():
             _write_csv(folders.hosp_table(name), columns, self.rows(name))
         ed = {
-            "edstays": layout.EDSTAYS_COLUMNS, "triage": layout.TRIAGE_COLUMNS,
-            "vitalsign": layout.VITALSIGN_COLUMNS, "diagnosis": layout.ED_DIAGNOSIS_COLUMNS,
+            "edstays": layout.EDSTAYS_COLUMNS,
+            "triage": layout.TRIAGE_COLUMNS,
+            "vitalsign": layout.VITALSIGN_COLUMNS,
+            "diagnosis": layout.ED_DIAGNOSIS_COLUMNS,
         }
         for name, columns in ed.items():
             _write_csv(folders.ed_table(name), columns, self.rows(name))
@@ -190,7 +271,7 @@ class TinyMimic:
 
 
 def ecg_signal(spec: EcgSpec, amplitudes: dict[str, float]) -> np.ndarray:
-    n = int(round(spec.seconds * spec.fs))
+    n = round(spec.seconds * spec.fs)
     t = np.arange(n) / spec.fs
     base = np.sin(2 * np.pi * 1.0 * t) + 0.3 * np.sin(2 * np.pi * 7.0 * t + spec.study_id % 7)
     signal = np.stack([amplitudes.get(name, 0.5) * base for name in spec.sig_names], axis=1)
@@ -208,9 +289,16 @@ def write_ecg(ecg_root: Path, spec: EcgSpec, amplitudes: dict[str, float]) -> Pa
     folder.mkdir(parents=True, exist_ok=True)
     signal = ecg_signal(spec, amplitudes)
     wfdb.wrsamp(
-        str(spec.study_id), fs=spec.fs, units=["mV"] * len(spec.sig_names), sig_name=list(spec.sig_names),
-        p_signal=signal, fmt=["16"] * len(spec.sig_names), adc_gain=[200.0] * len(spec.sig_names),
-        baseline=[0] * len(spec.sig_names), comments=[f"<subject_id>: {spec.subject_id}"], write_dir=str(folder),
+        str(spec.study_id),
+        fs=spec.fs,
+        units=["mV"] * len(spec.sig_names),
+        sig_name=list(spec.sig_names),
+        p_signal=signal,
+        fmt=["16"] * len(spec.sig_names),
+        adc_gain=[200.0] * len(spec.sig_names),
+        baseline=[0] * len(spec.sig_names),
+        comments=[f"<subject_id>: {spec.subject_id}"],
+        write_dir=str(folder),
     )
     return folder / str(spec.study_id)
 

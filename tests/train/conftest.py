@@ -58,7 +58,11 @@ def make_tiny_store(path: Path, n_records: int = 160, seed: int = 0) -> Path:
         v = values[train]
         v = v[np.isfinite(v)]
         return FeatureSpec(
-            name=name, group=group, median=float(np.median(v)), mean=float(v.mean()), std=float(v.std()),
+            name=name,
+            group=group,
+            median=float(np.median(v)),
+            mean=float(v.mean()),
+            std=float(v.std()),
             observed_fraction=float(np.isfinite(values[train]).mean()),
         )
 
@@ -70,9 +74,7 @@ def make_tiny_store(path: Path, n_records: int = 160, seed: int = 0) -> Path:
         numeric_spec("Potassium__mean", "lab", potassium_observed),
     ]
     other = (rng.random(n_records) < 0.3).astype(np.float32)
-    diagnoses = pl.DataFrame(
-        {"I48": af.astype(np.float32), "E11": diabetes.astype(np.float32), "R07": other}
-    )
+    diagnoses = pl.DataFrame({"I48": af.astype(np.float32), "E11": diabetes.astype(np.float32), "R07": other})
     lab_known = rng.random((n_records, 2)) < 0.7
     lab_labels = pl.DataFrame(
         {
@@ -99,7 +101,11 @@ def make_tiny_store(path: Path, n_records: int = 160, seed: int = 0) -> Path:
         n_records=n_records,
         preprocessing=PreprocessingSpec(leads=list(CANONICAL_LEADS)),
         diagnosis_labels=["I48", "E11", "R07"],
-        diagnosis_titles={"I48": "Atrial fibrillation and flutter", "E11": "Type 2 diabetes mellitus", "R07": "Pain in throat and chest"},
+        diagnosis_titles={
+            "I48": "Atrial fibrillation and flutter",
+            "E11": "Type 2 diabetes mellitus",
+            "R07": "Pain in throat and chest",
+        },
         lab_labels=["Potassium_high", "Glucose_high"],
         features=specs,
         folds=FoldSpec(sizes=[int((folds == f).sum()) for f in range(20)]),

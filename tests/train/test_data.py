@@ -74,7 +74,7 @@ def test_dataset_pickles_without_signal_data(tiny_store: Path, smoke_config: Run
 
 def test_clear_errors_for_unusable_inputs(tiny_store: Path, smoke_config: RunConfig) -> None:
     big_batch = smoke_config.data.model_copy(update={"batch_size": 1000})
-    with pytest.raises(DataError, match="fewer than data.batch_size=1000"):
+    with pytest.raises(DataError, match=r"fewer than data\.batch_size=1000"):
         StoreDataModule(tiny_store, big_batch, seed=0, target="diagnoses").setup("fit")
     long_windows = smoke_config.data.model_copy(update={"n_eval_windows": 5})
     with pytest.raises(DataError, match="records have 1000 samples"):

@@ -11,7 +11,7 @@ import yaml
 from safetensors.torch import load_file
 
 from ecgkt.config import RunConfig
-from ecgkt.train.callbacks import SimulatedInterruption, StopAfterEpochs
+from ecgkt.train.callbacks import SimulatedInterruptionError, StopAfterEpochs
 from ecgkt.train.stages import (
     StageError,
     read_history,
@@ -89,7 +89,7 @@ def test_resume_after_interruption_equals_a_straight_run(
     config.baseline.optim.max_epochs = 3
     config.baseline.optim.scheduler = "cosine"  # the schedule must continue, not restart
     straight = run_baseline("signal", config, tiny_store, tmp_path / "straight")
-    with pytest.raises(SimulatedInterruption):
+    with pytest.raises(SimulatedInterruptionError):
         run_baseline("signal", config, tiny_store, tmp_path / "killed", extra_callbacks=[StopAfterEpochs(2)])
     assert not (tmp_path / "killed" / "metrics.json").exists()
     with pytest.raises(StageError, match="interrupted run; pass --resume"):

@@ -11,6 +11,8 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ecgkt.build.sources import DEFAULT_BATCH_ROWS
+
 
 class BuildConfig(BaseModel):
     """Parameters of one build. Frozen: a build is defined by its inputs and this object."""
@@ -19,9 +21,7 @@ class BuildConfig(BaseModel):
 
     seed: int = Field(default=0, description="Drives the fold assignment; same seed + inputs = same store.")
     workers: int = Field(default=2, ge=1, le=256, description="Worker processes for WFDB ingestion.")
-    n_folds: int = Field(
-        default=20, ge=3, le=100, description="Folds 0..n-3 train, n-2 validation, n-1 test."
-    )
+    n_folds: int = Field(default=20, ge=3, le=100, description="Folds 0..n-3 train, n-2 validation, n-1 test.")
 
     match_window_minutes: float = Field(
         default=90.0, gt=0, description="ECG matches a stay if intime <= ecg_time <= intime + this."
@@ -60,8 +60,8 @@ class BuildConfig(BaseModel):
     )
 
     signal_chunk_records: int = Field(default=256, ge=1, description="Records per resumable signal chunk.")
-    csv_block_bytes: int = Field(
-        default=16 << 20, ge=1 << 16, description="Bytes per streamed CSV block (labevents, omr, ...)."
+    csv_batch_rows: int = Field(
+        default=DEFAULT_BATCH_ROWS, ge=1000, description="Rows per streamed CSV batch (labevents, omr, ...)."
     )
 
     def effective_min_label_count(self, n_records: int) -> int:

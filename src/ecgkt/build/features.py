@@ -98,15 +98,10 @@ def series_statistics(long: pl.DataFrame, key: str) -> pl.DataFrame:
             .then((pl.col("last") - pl.col("first")) / pl.col("first"))
             .otherwise(None)
             .alias("rate"),
-            pl.when(pl.col("_sxx") > 1e-12)
-            .then(pl.col("_sxy") / pl.col("_sxx"))
-            .otherwise(None)
-            .alias("slope"),
+            pl.when(pl.col("_sxx") > 1e-12).then(pl.col("_sxy") / pl.col("_sxx")).otherwise(None).alias("slope"),
         )
     )
-    melted = stats.unpivot(
-        index=[key, "name"], on=list(STATISTICS), variable_name="stat", value_name="x"
-    ).with_columns(
+    melted = stats.unpivot(index=[key, "name"], on=list(STATISTICS), variable_name="stat", value_name="x").with_columns(
         pl.concat_str(pl.col("name"), pl.lit("__"), pl.col("stat")).alias("column"),
         pl.col("x").cast(pl.Float64),
     )
@@ -127,9 +122,7 @@ def closest_biometrics(records: pl.DataFrame, omr: pl.DataFrame, window_days: in
         .filter(pl.col("_gap") <= window_days)
     )
     if joined.height == 0:
-        return records.select("_cand").with_columns(
-            [pl.lit(None, dtype=pl.Float64).alias(n) for n in BIOMETRICS]
-        )
+        return records.select("_cand").with_columns([pl.lit(None, dtype=pl.Float64).alias(n) for n in BIOMETRICS])
     closest = joined.filter(pl.col("_gap") == pl.col("_gap").min().over("_cand", "feature"))
     values = (
         closest.group_by("_cand", "feature")
@@ -199,14 +192,10 @@ def assemble_features(
     )
     names = [f.name for f in feature_catalogue()]
     missing = [pl.lit(None, dtype=pl.Float64).alias(n) for n in names if n not in frame.columns]
-    return frame.with_columns(missing).select(
-        [pl.col(n).cast(pl.Float64).fill_nan(None).alias(n) for n in names]
-    )
+    return frame.with_columns(missing).select([pl.col(n).cast(pl.Float64).fill_nan(None).alias(n) for n in names])
 
 
-def feature_specs(
-    frame: pl.DataFrame, train_mask: NDArray[np.bool_], defs: Sequence[FeatureDef]
-) -> list[FeatureSpec]:
+def feature_specs(frame: pl.DataFrame, train_mask: NDArray[np.bool_], defs: Sequence[FeatureDef]) -> list[FeatureSpec]:
     """FeatureSpec per column with median/mean/std/observed fraction from the training rows only."""
     specs = []
     train = frame.filter(pl.Series(train_mask))

@@ -19,12 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from ecgkt.build.report import SkipLog
-from ecgkt.build.sources import read_csv
+from ecgkt.build.sources import DEFAULT_BATCH_ROWS, read_csv
 
 MIN_CODE_LENGTH = 3
 MAX_CODE_LENGTH = 5
@@ -82,37 +80,32 @@ def load_stay_codes(
     diagnoses_icd: Path,
     stays: pl.DataFrame,
     skips: SkipLog,
-    block_bytes: int = 16 << 20,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> pl.DataFrame:
     """(stay_id, label) pairs of propagated ICD-10 labels for the cohort stays.
 
     `stays` needs stay_id and hadm_id (null when not admitted). Hospital codes win for admitted
     stays whose admission has codes; other stays use their ED codes.
     """
-    stay_ids = pa.array(stays["stay_id"].unique().to_list(), type=pa.int64())
-    hadm_ids = pa.array(stays["hadm_id"].drop_nulls().unique().to_list(), type=pa.int64())
-    columns = {"icd_code": pa.string(), "icd_version": pa.string()}
+    stay_ids = stays["stay_id"].unique()
+    hadm_ids = stays["hadm_id"].drop_nulls().unique()
     ed = read_csv(
         ed_diagnosis,
-        {"stay_id": pa.int64(), **columns},
-        skips,
-        block_bytes=block_bytes,
-        keep=lambda b: pc.is_in(b["stay_id"], value_set=stay_ids),
+        {"stay_id": pl.Int64, "icd_code": pl.String, "icd_version": pl.String},
+        batch_rows=batch_rows,
+        keep=pl.col("stay_id").is_in(stay_ids.implode()),
     )
     hosp = read_csv(
         diagnoses_icd,
-        {"hadm_id": pa.int64(), **columns},
-        skips,
-        block_bytes=block_bytes,
-        keep=lambda b: pc.is_in(b["hadm_id"], value_set=hadm_ids),
+        {"hadm_id": pl.Int64, "icd_code": pl.String, "icd_version": pl.String},
+        batch_rows=batch_rows,
+        keep=pl.col("hadm_id").is_in(hadm_ids.implode()),
     )
     ed10 = _to_icd10(ed, ed_diagnosis, skips).select("stay_id", "code")
     hosp10 = _to_icd10(hosp, diagnoses_icd, skips).select("hadm_id", "code")
 
     admitted_with_codes = stays.join(hosp10.select("hadm_id").unique(), on="hadm_id", how="semi")
-    from_hosp = (
-        admitted_with_codes.select("stay_id", "hadm_id").join(hosp10, on="hadm_id").select("stay_id", "code")
-    )
+    from_hosp = admitted_with_codes.select("stay_id", "hadm_id").join(hosp10, on="hadm_id").select("stay_id", "code")
     from_ed = ed10.join(admitted_with_codes.select("stay_id"), on="stay_id", how="anti")
     codes = pl.concat([from_hosp, from_ed]).unique()
 
@@ -123,12 +116,8 @@ def load_stay_codes(
         orient="row",
     )
     labelled = codes.join(propagated, on="code").select("stay_id", "label").unique().sort("stay_id", "label")
-    without = (
-        stays.select("stay_id").unique().join(labelled.select("stay_id").unique(), on="stay_id", how="anti")
-    )
-    skips.add(
-        "icd.no_codes", without.height, (f"stay_id {s}" for s in without["stay_id"].sort().head(5).to_list())
-    )
+    without = stays.select("stay_id").unique().join(labelled.select("stay_id").unique(), on="stay_id", how="anti")
+    skips.add("icd.no_codes", without.height, (f"stay_id {s}" for s in without["stay_id"].sort().head(5).to_list()))
     return labelled
 
 
@@ -142,24 +131,19 @@ def _to_icd10(frame: pl.DataFrame, path: Path, skips: SkipLog) -> pl.DataFrame:
     skips.add(
         "icd.bad_version",
         bad.height,
-        (
-            f"{path.name} row {r['_row']}: icd_version={r['icd_version']!r}"
-            for r in bad.head(5).iter_rows(named=True)
-        ),
+        (f"{path.name} row {r['_row']}: icd_version={r['icd_version']!r}" for r in bad.head(5).iter_rows(named=True)),
     )
     nine = frame.filter(pl.col("version") == 9)
     mapping = map_icd9_to_icd10(nine["code"].to_list())
-    unmapped = nine.filter(
-        pl.col("code").replace_strict(mapping, default=None, return_dtype=pl.String).is_null()
-    )
+    unmapped = nine.filter(pl.col("code").replace_strict(mapping, default=None, return_dtype=pl.String).is_null())
     skips.add(
         "icd.unmapped_icd9",
         unmapped.height,
         (f"{path.name} row {r['_row']}: ICD-9 {r['code']}" for r in unmapped.head(5).iter_rows(named=True)),
     )
-    mapped = nine.with_columns(
-        pl.col("code").replace_strict(mapping, default=None, return_dtype=pl.String)
-    ).filter(pl.col("code").is_not_null())
+    mapped = nine.with_columns(pl.col("code").replace_strict(mapping, default=None, return_dtype=pl.String)).filter(
+        pl.col("code").is_not_null()
+    )
     return pl.concat([frame.filter(pl.col("version") == 10), mapped])
 
 
@@ -186,13 +170,12 @@ def select_frequent(
     return [labels[j] for j in keep], matrix[:, keep]
 
 
-def load_icd10_titles(path: Path, skips: SkipLog, block_bytes: int = 16 << 20) -> dict[str, str]:
+def load_icd10_titles(path: Path, batch_rows: int = DEFAULT_BATCH_ROWS) -> dict[str, str]:
     """MIMIC's own ICD-10 titles (d_icd_diagnoses), used when simple_icd_10_cm lacks a code."""
     frame = read_csv(
         path,
-        {"icd_code": pa.string(), "icd_version": pa.string(), "long_title": pa.string()},
-        skips,
-        block_bytes=block_bytes,
+        {"icd_code": pl.String, "icd_version": pl.String, "long_title": pl.String},
+        batch_rows=batch_rows,
     ).filter(pl.col("icd_version").str.strip_chars() == "10")
     return {
         normalise_code(c): t

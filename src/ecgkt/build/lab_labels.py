@@ -26,9 +26,7 @@ def closest_values(records: pl.DataFrame, lab_rows: pl.DataFrame, window_minutes
     joined = (
         records.select("_cand", "stay_id", "ecg_time")
         .join(lab_rows, on="stay_id")
-        .with_columns(
-            ((pl.col("charttime") - pl.col("ecg_time")).dt.total_microseconds().abs() / 60e6).alias("_gap")
-        )
+        .with_columns(((pl.col("charttime") - pl.col("ecg_time")).dt.total_microseconds().abs() / 60e6).alias("_gap"))
         .filter(pl.col("_gap") <= window_minutes)
     )
     return (

@@ -1,6 +1,6 @@
 """Streaming pass over `labevents` (≈118 M rows on MIMIC-IV): the one table never loaded whole.
 
-One pass does three things, each block being filtered before anything is kept:
+One pass does three things, each batch being filtered before anything is kept:
 - counts the reference-range values of the 45 protocol labs over *all* their rows (value → count
   per item, so the CardioLab median is exact while memory stays tiny);
 - counts rows whose itemid is unknown to `d_labitems`;
@@ -19,20 +19,18 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from ecgkt.build.report import SkipLog
-from ecgkt.build.sources import parse_datetimes, parse_floats, stream_csv
+from ecgkt.build.sources import DEFAULT_BATCH_ROWS, parse_datetimes, parse_floats, row_examples, stream_csv
 from ecgkt.mimic.labs import LAB_BY_ITEMID, LAB_ITEMS
 
-LABEVENTS_READ_COLUMNS: dict[str, pa.DataType] = {
-    "subject_id": pa.int64(),
-    "itemid": pa.int64(),
-    "charttime": pa.string(),
-    "valuenum": pa.string(),  # text: a non-numeric value is a counted skip, not a crash at row 90 M
-    "ref_range_lower": pa.string(),
-    "ref_range_upper": pa.string(),
+LABEVENTS_READ_COLUMNS: dict[str, type[pl.Int64] | type[pl.String]] = {
+    "subject_id": pl.Int64,
+    "itemid": pl.Int64,
+    "charttime": pl.String,
+    "valuenum": pl.String,  # text: a non-numeric value is a counted skip, not a crash at row 90 M
+    "ref_range_lower": pl.String,
+    "ref_range_upper": pl.String,
 }
 
 
@@ -81,14 +79,14 @@ def stream_labevents(
     before_minutes: float,
     after_minutes: float,
     skips: SkipLog,
-    block_bytes: int = 16 << 20,
-    on_block: Callable[[int], None] | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    on_batch: Callable[[int], None] | None = None,
 ) -> LabExtract:
     """One streaming pass; `stays` has subject_id, stay_id, intime of the cohort stays."""
     started = time.perf_counter()
-    protocol_ids = pa.array(sorted(LAB_BY_ITEMID), type=pa.int64())
-    known = pa.array(sorted(known_itemids), type=pa.int64()) if known_itemids is not None else None
-    subjects = pa.array(stays["subject_id"].unique().sort().to_list(), type=pa.int64())
+    protocol_ids = pl.Series(sorted(LAB_BY_ITEMID), dtype=pl.Int64).implode()
+    known = pl.Series(sorted(known_itemids), dtype=pl.Int64).implode() if known_itemids is not None else None
+    subjects = stays["subject_id"].unique().implode()
     windows = stays.select(
         "subject_id",
         "stay_id",
@@ -101,43 +99,28 @@ def stream_labevents(
     unknown_examples: list[str] = []
     unknown_count = 0
 
-    for first_row, batch in stream_csv(path, LABEVENTS_READ_COLUMNS, skips, block_bytes):
-        rows_read += batch.num_rows
+    for batch in stream_csv(path, LABEVENTS_READ_COLUMNS, batch_rows):
+        rows_read += batch.height
         if known is not None:
-            unknown_mask = pc.invert(pc.is_in(batch["itemid"], value_set=known))
-            n_unknown = pc.sum(unknown_mask).as_py() or 0
-            if n_unknown:
-                unknown_count += n_unknown
-                if len(unknown_examples) < 5:
-                    idx = np.flatnonzero(unknown_mask.to_numpy(zero_copy_only=False))[:5]
-                    unknown_examples += [
-                        f"{path.name} row {first_row + i}: itemid {batch['itemid'][i].as_py()}" for i in idx
-                    ]
-        protocol_mask = pc.is_in(batch["itemid"], value_set=protocol_ids)
-        protocol = batch.filter(protocol_mask)
-        rows_protocol += protocol.num_rows
-        if protocol.num_rows:
-            frame = pl.from_arrow(protocol)
-            assert isinstance(frame, pl.DataFrame)
-            range_counts.append(_count_ranges(frame))
-            in_cohort = pc.is_in(protocol["subject_id"], value_set=subjects)
-            cohort_rows = pl.from_arrow(protocol.filter(in_cohort))
-            assert isinstance(cohort_rows, pl.DataFrame)
+            unknown = batch.filter(~pl.col("itemid").is_in(known))
+            unknown_count += unknown.height
+            if unknown.height and len(unknown_examples) < 5:
+                unknown_examples += row_examples(unknown, path, ("itemid",), limit=5 - len(unknown_examples))
+        protocol = batch.filter(pl.col("itemid").is_in(protocol_ids))
+        rows_protocol += protocol.height
+        if protocol.height:
+            range_counts.append(_count_ranges(protocol))
+            cohort_rows = protocol.filter(pl.col("subject_id").is_in(subjects))
             if cohort_rows.height:
-                protocol_index = np.flatnonzero(protocol_mask.to_numpy(zero_copy_only=False))
-                cohort_index = protocol_index[np.flatnonzero(in_cohort.to_numpy(zero_copy_only=False))]
-                row_numbers = first_row + cohort_index.astype(np.int64)
-                kept.append(_near_stays(cohort_rows, row_numbers, windows, path, skips))
-        if on_block is not None:
-            on_block(batch.num_rows)
+                kept.append(_near_stays(cohort_rows, windows, path, skips))
+        if on_batch is not None:
+            on_batch(batch.height)
 
     skips.add("labevents.unknown_itemid", unknown_count, unknown_examples)
     counts = (
         pl.concat(range_counts).group_by("itemid", "bound", "value").agg(pl.col("n").sum())
         if range_counts
-        else pl.DataFrame(
-            schema={"itemid": pl.Int64, "bound": pl.String, "value": pl.Float64, "n": pl.UInt32}
-        )
+        else pl.DataFrame(schema={"itemid": pl.Int64, "bound": pl.String, "value": pl.Float64, "n": pl.UInt32})
     )
     rows = (
         pl.concat(kept)
@@ -175,12 +158,9 @@ def _count_ranges(frame: pl.DataFrame) -> pl.DataFrame:
     return pl.concat(parts)
 
 
-def _near_stays(
-    rows: pl.DataFrame, row_numbers: np.ndarray, windows: pl.DataFrame, path: Path, skips: SkipLog
-) -> pl.DataFrame:
+def _near_stays(rows: pl.DataFrame, windows: pl.DataFrame, path: Path, skips: SkipLog) -> pl.DataFrame:
     """Parse the cohort patients' rows, count bad ones, keep those inside a stay's window."""
     rows = rows.with_columns(
-        pl.Series("_row", row_numbers, dtype=pl.Int64),
         parse_floats("valuenum").alias("_value"),
         parse_datetimes("charttime").alias("_time"),
     )
@@ -188,26 +168,16 @@ def _near_stays(
     skips.add(
         "labevents.non_numeric_valuenum",
         bad_value.height,
-        (
-            f"{path.name} row {r['_row']}: valuenum={r['valuenum']!r}"
-            for r in bad_value.head(5).iter_rows(named=True)
-        ),
+        (f"{path.name} row {r['_row']}: valuenum={r['valuenum']!r}" for r in bad_value.head(5).iter_rows(named=True)),
     )
     bad_time = rows.filter(pl.col("_time").is_null())
     skips.add(
         "labevents.bad_charttime",
         bad_time.height,
-        (
-            f"{path.name} row {r['_row']}: charttime={r['charttime']!r}"
-            for r in bad_time.head(5).iter_rows(named=True)
-        ),
+        (f"{path.name} row {r['_row']}: charttime={r['charttime']!r}" for r in bad_time.head(5).iter_rows(named=True)),
     )
-    usable = rows.filter(
-        pl.col("_value").is_not_null() & pl.col("_value").is_finite() & pl.col("_time").is_not_null()
-    )
+    usable = rows.filter(pl.col("_value").is_not_null() & pl.col("_value").is_finite() & pl.col("_time").is_not_null())
     joined = usable.join(windows, on="subject_id").filter(
         (pl.col("_time") >= pl.col("_from")) & (pl.col("_time") <= pl.col("_to"))
     )
-    return joined.select(
-        "stay_id", "itemid", pl.col("_time").alias("charttime"), pl.col("_value").alias("valuenum")
-    )
+    return joined.select("stay_id", "itemid", pl.col("_time").alias("charttime"), pl.col("_value").alias("valuenum"))

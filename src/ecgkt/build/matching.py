@@ -10,19 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
 
 from ecgkt.build.report import SkipLog
-from ecgkt.build.sources import parse_datetimes, read_csv, row_examples
+from ecgkt.build.sources import DEFAULT_BATCH_ROWS, parse_datetimes, read_csv, row_examples
 
 
-def load_record_list(path: Path, skips: SkipLog, block_bytes: int = 16 << 20) -> pl.DataFrame:
+def load_record_list(path: Path, skips: SkipLog, batch_rows: int = DEFAULT_BATCH_ROWS) -> pl.DataFrame:
     """record_list.csv → subject_id, study_id, ecg_time (datetime), path; bad rows skipped and counted."""
     frame = read_csv(
         path,
-        {"subject_id": pa.int64(), "study_id": pa.int64(), "ecg_time": pa.string(), "path": pa.string()},
-        skips,
-        block_bytes=block_bytes,
+        {"subject_id": pl.Int64, "study_id": pl.Int64, "ecg_time": pl.String, "path": pl.String},
+        batch_rows=batch_rows,
     )
     no_path = frame.filter(pl.col("path").is_null() | (pl.col("path").str.strip_chars() == ""))
     skips.add("record_list.bad_path", no_path.height, row_examples(no_path, path, ("study_id", "path")))
@@ -30,44 +28,35 @@ def load_record_list(path: Path, skips: SkipLog, block_bytes: int = 16 << 20) ->
 
     parsed = frame.with_columns(parse_datetimes("ecg_time").alias("_parsed"))
     bad_time = parsed.filter(pl.col("_parsed").is_null())
-    skips.add(
-        "record_list.bad_ecg_time", bad_time.height, row_examples(bad_time, path, ("study_id", "ecg_time"))
-    )
+    skips.add("record_list.bad_ecg_time", bad_time.height, row_examples(bad_time, path, ("study_id", "ecg_time")))
     frame = (
-        parsed.filter(pl.col("_parsed").is_not_null())
-        .with_columns(pl.col("_parsed").alias("ecg_time"))
-        .drop("_parsed")
+        parsed.filter(pl.col("_parsed").is_not_null()).with_columns(pl.col("_parsed").alias("ecg_time")).drop("_parsed")
     )
 
     frame = frame.sort("_row")
     duplicated = frame.filter(pl.col("study_id").is_duplicated() & ~pl.col("study_id").is_first_distinct())
-    skips.add(
-        "record_list.duplicate_study_id", duplicated.height, row_examples(duplicated, path, ("study_id",))
-    )
+    skips.add("record_list.duplicate_study_id", duplicated.height, row_examples(duplicated, path, ("study_id",)))
     frame = frame.filter(pl.col("study_id").is_first_distinct())
     return frame.select("subject_id", "study_id", "ecg_time", pl.col("path").str.strip_chars(), "_row")
 
 
-def load_edstays(path: Path, skips: SkipLog, block_bytes: int = 16 << 20) -> pl.DataFrame:
+def load_edstays(path: Path, skips: SkipLog, batch_rows: int = DEFAULT_BATCH_ROWS) -> pl.DataFrame:
     """edstays → subject_id, hadm_id, stay_id, intime, outtime, race, gender; impossible stays skipped."""
     frame = read_csv(
         path,
         {
-            "subject_id": pa.int64(),
-            "hadm_id": pa.int64(),
-            "stay_id": pa.int64(),
-            "intime": pa.string(),
-            "outtime": pa.string(),
-            "race": pa.string(),
-            "gender": pa.string(),
+            "subject_id": pl.Int64,
+            "hadm_id": pl.Int64,
+            "stay_id": pl.Int64,
+            "intime": pl.String,
+            "outtime": pl.String,
+            "race": pl.String,
+            "gender": pl.String,
         },
-        skips,
-        block_bytes=block_bytes,
+        batch_rows=batch_rows,
     )
 
-    parsed = frame.with_columns(
-        parse_datetimes("intime").alias("_in"), parse_datetimes("outtime").alias("_out")
-    )
+    parsed = frame.with_columns(parse_datetimes("intime").alias("_in"), parse_datetimes("outtime").alias("_out"))
     bad_in = parsed.filter(pl.col("_in").is_null())
     skips.add("edstays.bad_intime", bad_in.height, row_examples(bad_in, path, ("stay_id", "intime")))
     parsed = parsed.filter(pl.col("_in").is_not_null())
@@ -100,7 +89,7 @@ def match_ecgs_to_stays(
     Returns one row per matched ECG (unmatched ECGs are counted as `cohort.no_matching_stay`),
     ordered by subject_id, ecg_time, study_id — the row order of the store.
     """
-    window = pl.duration(microseconds=int(round(window_minutes * 60e6)))
+    window = pl.duration(microseconds=round(window_minutes * 60e6))
     candidates = records.join(
         stays.select("subject_id", "stay_id", "hadm_id", "intime", "race", "gender"),
         on="subject_id",
@@ -113,9 +102,7 @@ def match_ecgs_to_stays(
         several.height,
         (f"study_id {row[0]} matches {row[1]} stays" for row in several.sort("study_id").head(5).iter_rows()),
     )
-    matched = candidates.sort("study_id", "intime", "stay_id").unique(
-        "study_id", keep="first", maintain_order=True
-    )
+    matched = candidates.sort("study_id", "intime", "stay_id").unique("study_id", keep="first", maintain_order=True)
     unmatched = records.height - matched.height
     examples = records.join(matched.select("study_id"), on="study_id", how="anti").sort("_row").head(5)
     skips.add(

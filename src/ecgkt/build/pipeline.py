@@ -38,7 +38,7 @@ from ecgkt.build.labevents import stream_labevents
 from ecgkt.build.matching import load_edstays, load_record_list, match_ecgs_to_stays
 from ecgkt.build.progress import BuildProgress
 from ecgkt.build.report import SkipLog, cohort_report_markdown
-from ecgkt.build.signals import OK, ingest_signals
+from ecgkt.build.signals import OK, ingest_signals, marker_statuses
 from ecgkt.build.sources import BuildInputError, SourcePaths, fingerprint, resolve_sources
 from ecgkt.build.tables import (
     clean_vitals,
@@ -74,9 +74,7 @@ COHORT_REPORT_FILE = "cohort_report.md"
 class TablesStage:
     """Output of stage A (also its on-disk cache)."""
 
-    candidates: (
-        pl.DataFrame
-    )  # _cand, subject_id, study_id, stay_id, hadm_id, ecg_time, intime, age, gender, path
+    candidates: pl.DataFrame  # _cand, subject_id, study_id, stay_id, hadm_id, ecg_time, intime, age, gender, path
     features: pl.DataFrame  # catalogue columns, row i = candidate i
     closest_labs: pl.DataFrame  # _cand, itemid, value
     stay_labels: pl.DataFrame  # stay_id, label
@@ -143,9 +141,7 @@ def build_store(
         shutil.rmtree(writer.staging)  # leftovers of a build with other inputs or settings
         writer = StoreWriter(out)
         state.mkdir(parents=True)
-        key_file.write_text(
-            json.dumps({"key": resume_key, "config": config.model_dump(), "sources": fingerprints})
-        )
+        key_file.write_text(json.dumps({"key": resume_key, "config": config.model_dump(), "sources": fingerprints}))
         resumed = False
     else:
         resumed = True
@@ -186,23 +182,21 @@ def _resume_key(config: BuildConfig, fingerprints: dict[str, str]) -> str:
 
 def _tables_stage(sources: SourcePaths, config: BuildConfig, ui: BuildProgress) -> TablesStage:
     skips = SkipLog()
-    block = config.csv_block_bytes
+    batch_rows = config.csv_batch_rows
     info: dict[str, object] = {}
     with ui.step("Matching ECGs to ED stays"):
-        records = load_record_list(sources["record_list"], skips, block)
-        stays = load_edstays(sources["edstays"], skips, block)
-        cohort = match_ecgs_to_stays(records, stays, config.match_window_minutes, skips).with_row_index(
-            "_cand"
-        )
+        records = load_record_list(sources["record_list"], skips, batch_rows)
+        stays = load_edstays(sources["edstays"], skips, batch_rows)
+        cohort = match_ecgs_to_stays(records, stays, config.match_window_minutes, skips).with_row_index("_cand")
         cohort = cohort.with_columns(pl.col("_cand").cast(pl.Int64))
         info.update(record_list_rows=records.height, edstays_rows=stays.height)
 
     with ui.step("Reading patients, triage, vitals, omr"):
-        patients = load_patients(sources["patients"], cohort["subject_id"], skips, block)
+        patients = load_patients(sources["patients"], cohort["subject_id"], skips, batch_rows)
         cohort = _demographics(cohort, patients, skips)
         stay_ids = cohort["stay_id"]
-        triage = load_triage(sources["triage"], stay_ids, skips, block)
-        vitalsign = load_vitalsign(sources["vitalsign"], stay_ids, skips, block)
+        triage = load_triage(sources["triage"], stay_ids, skips, batch_rows)
+        vitalsign = load_vitalsign(sources["vitalsign"], stay_ids, skips, batch_rows)
         vitals = [clean_vitals(vitalsign.drop("acuity", strict=False), sources["vitalsign"], skips)]
         if config.include_triage_vitals:
             at_intime = triage.join(
@@ -210,9 +204,9 @@ def _tables_stage(sources: SourcePaths, config: BuildConfig, ui: BuildProgress) 
             )
             vitals.append(clean_vitals(at_intime.drop("acuity"), sources["triage"], skips))
         all_vitals = pl.concat([v.with_columns(pl.col("charttime").cast(pl.Datetime("us"))) for v in vitals])
-        omr = load_omr(sources["omr"], cohort["subject_id"], skips, block)
+        omr = load_omr(sources["omr"], cohort["subject_id"], skips, batch_rows)
         biometrics = feat.closest_biometrics(cohort, omr, config.biometrics_window_days)
-        d_labitems = load_d_labitems(sources["d_labitems"], skips, block)
+        d_labitems = load_d_labitems(sources["d_labitems"], batch_rows)
         _check_d_labitems(d_labitems, sources, skips)
 
     cohort_stays = cohort.select("subject_id", "stay_id", "intime").unique("stay_id").sort("stay_id")
@@ -226,8 +220,8 @@ def _tables_stage(sources: SourcePaths, config: BuildConfig, ui: BuildProgress) 
                 config.feature_window_minutes, config.match_window_minutes + config.lab_label_window_minutes
             ),
             skips=skips,
-            block_bytes=block,
-            on_block=advance,
+            batch_rows=batch_rows,
+            on_batch=advance,
         )
         info.update(
             labevents_rows=extract.rows_read,
@@ -246,21 +240,15 @@ def _tables_stage(sources: SourcePaths, config: BuildConfig, ui: BuildProgress) 
             sources["diagnoses_icd"],
             cohort.select("stay_id", "hadm_id").unique("stay_id"),
             skips,
-            block,
+            batch_rows,
         )
         seen = set(stay_labels["label"].unique().to_list())
-        fallback = {
-            c: t
-            for c, t in icd.load_icd10_titles(sources["d_icd_diagnoses"], skips, block).items()
-            if c in seen
-        }
+        fallback = {c: t for c, t in icd.load_icd10_titles(sources["d_icd_diagnoses"], batch_rows).items() if c in seen}
 
     candidates = cohort.select(
         "_cand", "subject_id", "study_id", "stay_id", "hadm_id", "ecg_time", "intime", "age", "gender", "path"
     )
-    return TablesStage(
-        candidates, features, closest, stay_labels, extract.reference_ranges, fallback, skips, info
-    )
+    return TablesStage(candidates, features, closest, stay_labels, extract.reference_ranges, fallback, skips, info)
 
 
 def _demographics(cohort: pl.DataFrame, patients: pl.DataFrame, skips: SkipLog) -> pl.DataFrame:
@@ -274,12 +262,8 @@ def _demographics(cohort: pl.DataFrame, patients: pl.DataFrame, skips: SkipLog) 
     )
     ed_gender = pl.col("gender").str.strip_chars().str.to_uppercase()
     return joined.with_columns(
-        (
-            pl.col("anchor_age") + (pl.col("ecg_time").dt.year().cast(pl.Float64) - pl.col("anchor_year"))
-        ).alias("age"),
-        pl.coalesce(pl.col("_p_gender"), pl.when(ed_gender.is_in(["F", "M"])).then(ed_gender)).alias(
-            "gender"
-        ),
+        (pl.col("anchor_age") + (pl.col("ecg_time").dt.year().cast(pl.Float64) - pl.col("anchor_year"))).alias("age"),
+        pl.coalesce(pl.col("_p_gender"), pl.when(ed_gender.is_in(["F", "M"])).then(ed_gender)).alias("gender"),
     ).drop("_p_gender", "anchor_age", "anchor_year")
 
 
@@ -292,9 +276,7 @@ def _check_d_labitems(d_labitems: pl.DataFrame, sources: SourcePaths, skips: Ski
         (f"{sources['d_labitems'].name}: itemid {item.itemid} ({item.name})" for item in absent),
     )
     renamed = [
-        (i, labels[i])
-        for i, item in LAB_BY_ITEMID.items()
-        if i in labels and (labels[i] or "").strip() != item.label
+        (i, labels[i]) for i, item in LAB_BY_ITEMID.items() if i in labels and (labels[i] or "").strip() != item.label
     ]
     skips.add(
         "d_labitems.label_mismatch",
@@ -356,7 +338,7 @@ def _finalise(
     skips.merge(tables.skips)
     statuses: list[str] = []
     for marker in markers:
-        statuses += list(marker["statuses"])  # type: ignore[call-overload]
+        statuses += marker_statuses(marker)
         for key, (count, examples) in marker["events"].items():  # type: ignore[attr-defined]
             skips.add(key, count, examples)
     valid = np.array([s == OK for s in statuses], dtype=bool)
@@ -366,9 +348,7 @@ def _finalise(
         )
 
     candidates = tables.candidates
-    records = (
-        candidates.filter(pl.Series(valid)).with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
-    )
+    records = candidates.filter(pl.Series(valid)).with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
     n = records.height
     _compact_signals(writer.staging / SIGNALS_FILE, valid, config.signal_chunk_records)
 
@@ -494,8 +474,7 @@ def _finalise(
             feature_names=[s.name for s in specs],
             feature_groups=[s.group for s in specs],
             feature_observed=[
-                float(np.isfinite(features[s.name].cast(pl.Float64).fill_null(np.nan).to_numpy()).mean())
-                for s in specs
+                float(np.isfinite(features[s.name].cast(pl.Float64).fill_null(np.nan).to_numpy()).mean()) for s in specs
             ],
             skips=skips,
             min_label_count=min_count,

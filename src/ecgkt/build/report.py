@@ -47,7 +47,6 @@ SKIP_RULES: dict[str, tuple[Action, str]] = {
         "repaired",
         "ECG matching several stays; the stay with the earliest intime wins",
     ),
-    "csv.malformed_row": ("row skipped", "CSV line with the wrong number of fields"),
     # signals
     "signal.missing_file": ("record skipped", "WFDB header or data file does not exist"),
     "signal.unreadable": (
@@ -114,7 +113,7 @@ SKIP_RULES: dict[str, tuple[Action, str]] = {
 }
 
 
-class UnknownSkipRule(KeyError):
+class UnknownSkipRuleError(KeyError):
     """A builder bug: every counted skip must have a documented rule."""
 
 
@@ -134,7 +133,7 @@ class SkipLog:
 
     def add(self, key: str, count: int = 1, examples: Iterable[str] = ()) -> None:
         if key not in SKIP_RULES:
-            raise UnknownSkipRule(key)
+            raise UnknownSkipRuleError(key)
         if count <= 0:
             return
         action, description = SKIP_RULES[key]

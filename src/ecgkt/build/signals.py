@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from ecgkt.build.wfdb_fast import SimpleHeader, parse_simple_header, read_physical
 from ecgkt.mimic.layout import ECG_SAMPLING_RATE_HZ
 from ecgkt.signals.leads import LeadError, lead_permutation
 from ecgkt.signals.preprocess import PreprocessSpec, preprocess
@@ -56,54 +58,94 @@ class RecordResult:
     detail: str = ""
 
 
-def _declared_sizes(header: object) -> dict[str, float] | None:
-    """Bytes each data file must hold according to the header (None if a format is not fixed-size)."""
-    sizes: dict[str, float] = {}
-    files = getattr(header, "file_name", None) or []
-    fmts = getattr(header, "fmt", None) or []
-    spf = getattr(header, "samps_per_frame", None) or [1] * len(files)
-    offsets = getattr(header, "byte_offset", None) or [None] * len(files)
-    sig_len = int(getattr(header, "sig_len", 0) or 0)
-    for name, fmt, frames, offset in zip(files, fmts, spf, offsets, strict=False):
-        if str(fmt) not in _FORMAT_BYTES:
-            return None
-        sizes[name] = sizes.get(name, float(offset or 0)) + _FORMAT_BYTES[str(fmt)] * (frames or 1) * sig_len
-    return sizes
+@dataclass(frozen=True)
+class _Header:
+    """What ingestion needs from a header, from the fast parser or from wfdb."""
+
+    fs: float
+    sig_len: int
+    sig_names: list[str]
+    units: list[str]
+    data_sizes: dict[str, float] | None  # bytes each data file must hold; None if not fixed-size
+    simple: SimpleHeader | None  # set when the fast reader can read the samples
+
+
+def _wfdb_header(base: Path) -> _Header:
+    import wfdb
+
+    header = wfdb.rdheader(str(base))
+    sizes: dict[str, float] | None = {}
+    files = header.file_name or []
+    spf = header.samps_per_frame or [1] * len(files)
+    offsets = header.byte_offset or [None] * len(files)
+    for name, fmt, frames, offset in zip(files, header.fmt or [], spf, offsets, strict=False):
+        if sizes is None or str(fmt) not in _FORMAT_BYTES:
+            sizes = None
+            continue
+        previous = sizes.get(name, float(offset or 0))
+        sizes[name] = previous + _FORMAT_BYTES[str(fmt)] * (frames or 1) * int(header.sig_len or 0)
+    return _Header(
+        fs=float(header.fs or 0),
+        sig_len=int(header.sig_len or 0),
+        sig_names=list(header.sig_name or []),
+        units=[str(u) for u in (header.units or [])],
+        data_sizes=sizes,
+        simple=None,
+    )
+
+
+def _read_header(base: Path) -> _Header:
+    simple = parse_simple_header(base.parent / f"{base.name}.hea")
+    if simple is None:
+        return _wfdb_header(base)
+    return _Header(
+        fs=simple.fs,
+        sig_len=simple.sig_len,
+        sig_names=simple.sig_names,
+        units=simple.units,
+        data_sizes={simple.file_name: float(simple.data_bytes())},
+        simple=simple,
+    )
+
+
+def _read_samples(base: Path, header: _Header, n_samples: int) -> NDArray[np.float64]:
+    """(n_sig, n_samples) physical samples; NaN where the record has no sample."""
+    if header.simple is not None:
+        return read_physical(header.simple, base.parent / header.simple.file_name, n_samples)
+    import wfdb
+
+    record = wfdb.rdrecord(str(base), sampto=n_samples, physical=True)
+    return np.asarray(record.p_signal, dtype=np.float64).T
 
 
 def read_record(base: Path, spec: PreprocessSpec = PreprocessSpec()) -> RecordResult:
     """Read and preprocess one WFDB record (`base` = path without extension)."""
-    import wfdb
-
     header_path = base.parent / f"{base.name}.hea"
     if not header_path.is_file():
         return RecordResult(None, "signal.missing_file", detail=f"{header_path} not found")
     try:
-        header = wfdb.rdheader(str(base))
+        header = _read_header(base)
     except Exception as error:  # wfdb raises many types for a malformed header
         return RecordResult(None, "signal.unreadable", detail=f"{header_path}: {error}")
-    sizes = _declared_sizes(header)
-    for name in dict.fromkeys(header.file_name or []):
+    for name, size in (header.data_sizes or {}).items():
         data_path = base.parent / name
         if not data_path.is_file():
             return RecordResult(None, "signal.missing_file", detail=f"{data_path} not found")
-        if sizes is not None and data_path.stat().st_size < sizes[name]:
+        if data_path.stat().st_size < size:
             return RecordResult(
                 None,
                 "signal.truncated_dat",
-                detail=f"{data_path}: {data_path.stat().st_size} bytes, header declares {int(sizes[name])}",
+                detail=f"{data_path}: {data_path.stat().st_size} bytes, header declares {int(size)}",
             )
     try:
-        order = lead_permutation(header.sig_name or [], source=str(header_path))
+        order = lead_permutation(header.sig_names, source=str(header_path))
     except LeadError as error:
         return RecordResult(None, "signal.bad_leads", detail=str(error))
-    fs = float(header.fs or 0)
+    fs = header.fs
     if fs <= 0:
-        return RecordResult(
-            None, "signal.unreadable", detail=f"{header_path}: sampling frequency {header.fs!r}"
-        )
-    needed = int(round(spec.record_seconds * fs))
-    if int(header.sig_len or 0) < needed:
+        return RecordResult(None, "signal.unreadable", detail=f"{header_path}: sampling frequency {fs!r}")
+    needed = round(spec.record_seconds * fs)
+    if header.sig_len < needed:
         return RecordResult(
             None,
             "signal.too_short",
@@ -113,24 +155,21 @@ def read_record(base: Path, spec: PreprocessSpec = PreprocessSpec()) -> RecordRe
     if header.sig_len > needed:
         repairs.append("signal.longer_than_10s")
     try:
-        record = wfdb.rdrecord(str(base), sampto=needed, physical=True)
+        raw = _read_samples(base, header, needed)[order]
     except Exception as error:
         return RecordResult(None, "signal.unreadable", detail=f"{base}: {error}")
-    raw = np.asarray(record.p_signal, dtype=np.float64).T[order]
-    units = [str(u).strip().lower() for u in (record.units or [])]
-    if units:
-        micro = np.array([units[i] in ("uv", "µv", "microvolt") for i in order])
-        if micro.any():
-            raw[micro] /= 1000.0
-            repairs.append("signal.microvolt_units")
     if raw.shape[1] != needed:
-        return RecordResult(
-            None, "signal.truncated_dat", detail=f"{base}: read {raw.shape[1]} of {needed} samples"
-        )
+        return RecordResult(None, "signal.truncated_dat", detail=f"{base}: read {raw.shape[1]} of {needed} samples")
+    units = [header.units[i].strip().lower() if i < len(header.units) else "mv" for i in order]
+    micro = np.array([unit in ("uv", "µv", "microvolt") for unit in units])
+    if micro.any():
+        raw[micro] /= 1000.0
+        repairs.append("signal.microvolt_units")
 
-    with np.errstate(invalid="ignore"):
-        ptp = np.nanmax(raw, axis=1) - np.nanmin(raw, axis=1) if np.isfinite(raw).any() else np.zeros(12)
-    flat = ~np.isfinite(ptp) | (ptp < FLAT_PTP_MV) | ~np.isfinite(raw).any(axis=1)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN leads: handled as flat below
+        ptp = np.nanmax(raw, axis=1) - np.nanmin(raw, axis=1)
+    flat = ~np.isfinite(ptp) | (ptp < FLAT_PTP_MV)
     if flat.all():
         return RecordResult(None, "signal.all_leads_flat", detail=f"{base}: all 12 leads flat")
     if flat.any():
@@ -160,9 +199,7 @@ class ChunkResult:
         return {"index": self.index, "start": self.start, "statuses": self.statuses, "events": self.events}
 
 
-def ingest_chunk(
-    signals_file: str, index: int, start: int, bases: Sequence[str], labels: Sequence[str]
-) -> ChunkResult:
+def ingest_chunk(signals_file: str, index: int, start: int, bases: Sequence[str], labels: Sequence[str]) -> ChunkResult:
     """Worker: read records `bases`, write rows start..start+len into the memmap, flush, report."""
     array = np.load(signals_file, mmap_mode="r+")
     statuses: list[str] = []
@@ -191,6 +228,13 @@ def ingest_chunk(
     array.flush()
     del array
     return ChunkResult(index, start, statuses, events)
+
+
+def marker_statuses(marker: dict[str, object]) -> list[str]:
+    """The per-record statuses stored in a chunk marker."""
+    statuses = marker["statuses"]
+    assert isinstance(statuses, list)
+    return [str(s) for s in statuses]
 
 
 def chunk_marker(state_dir: Path, index: int) -> Path:
@@ -238,7 +282,7 @@ def ingest_signals(
     n_chunks = (n + chunk_records - 1) // chunk_records
     done = load_markers(state_dir, n_chunks)
     if on_records is not None and done:
-        on_records(sum(len(m["statuses"]) for m in done.values()))  # type: ignore[arg-type]
+        on_records(sum(len(marker_statuses(m)) for m in done.values()))
     pending = [i for i in range(n_chunks) if i not in done]
 
     def args(index: int) -> tuple[str, int, int, Sequence[str], Sequence[str]]:
@@ -263,9 +307,7 @@ def ingest_signals(
             running: set[Future[ChunkResult]] = set()
             try:
                 while queue or running:
-                    while (
-                        queue and len(running) < 2 * workers
-                    ):  # bounded look-ahead keeps order roughly sequential
+                    while queue and len(running) < 2 * workers:  # bounded look-ahead keeps order roughly sequential
                         running.add(pool.submit(ingest_chunk, *args(queue.pop())))
                     finished, running = wait(running, return_when=FIRST_COMPLETED)
                     for future in finished:

@@ -2,8 +2,8 @@
 
 Everything that touches raw CSV bytes lives here so that every input problem becomes the same
 kind of error: a `BuildInputError` naming the file (and the row, when there is one). CSVs are read
-with pyarrow's *streaming* reader (gzip decompressed incrementally), so memory is bounded by the
-block size whatever the file size; callers filter each block before keeping anything.
+with Polars' streaming engine (gzip decompressed incrementally), so memory is bounded by the batch
+size whatever the file size; callers filter each batch before keeping anything.
 """
 
 from __future__ import annotations
@@ -13,16 +13,17 @@ import gzip
 import hashlib
 import io
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.csv as pacsv
 
-from ecgkt.build.report import SkipLog
 from ecgkt.mimic.layout import MimicFolders
+
+# Rows per streamed batch: large enough that per-batch Python work is negligible, small enough
+# that a batch of labevents text stays a few tens of MB (benchmarks/build_labevents_memory.py).
+DEFAULT_BATCH_ROWS = 200_000
 
 
 class BuildInputError(RuntimeError):
@@ -40,9 +41,7 @@ class TableSpec:
 
 TABLES: dict[str, TableSpec] = {
     "record_list": TableSpec("ecg", "record_list", ("subject_id", "study_id", "ecg_time", "path")),
-    "edstays": TableSpec(
-        "ed", "edstays", ("subject_id", "hadm_id", "stay_id", "intime", "outtime", "gender", "race")
-    ),
+    "edstays": TableSpec("ed", "edstays", ("subject_id", "hadm_id", "stay_id", "intime", "outtime", "gender", "race")),
     "triage": TableSpec(
         "ed", "triage", ("stay_id", "temperature", "heartrate", "resprate", "o2sat", "sbp", "dbp", "acuity")
     ),
@@ -119,9 +118,7 @@ def resolve_sources(folders: MimicFolders) -> SourcePaths:
             continue
         missing = [c for c in spec.columns if c not in read_header(found)]
         if missing:
-            problems.append(
-                f"{found}: missing column(s) {', '.join(missing)} (has {', '.join(read_header(found))})"
-            )
+            problems.append(f"{found}: missing column(s) {', '.join(missing)} (has {', '.join(read_header(found))})")
             continue
         tables[key] = found
     if problems:
@@ -141,9 +138,7 @@ def read_header(path: Path) -> list[str]:
         with _open_text(path) as handle:
             first = handle.readline()
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as error:
-        raise BuildInputError(
-            f"{path}: cannot be read ({error}); is it a truncated or corrupt file?"
-        ) from error
+        raise BuildInputError(f"{path}: cannot be read ({error}); is it a truncated or corrupt file?") from error
     if not first.strip():
         raise BuildInputError(f"{path}: empty file (expected a CSV header line)")
     return [name.strip() for name in next(csv.reader([first]))]
@@ -161,106 +156,67 @@ def fingerprint(path: Path, head_bytes: int = 1 << 20) -> str:
 
 # ---- streaming CSV ------------------------------------------------------------------------------
 
-Batch = tuple[int, pa.RecordBatch]  # (1-based data-row number of the batch's first row, batch)
+ColumnTypes = Mapping[str, type[pl.Int64] | type[pl.String]]
 
 
 def stream_csv(
     path: Path,
-    columns: Mapping[str, pa.DataType],
-    skips: SkipLog,
-    block_bytes: int = 16 << 20,
-) -> Iterator[Batch]:
-    """Yield record batches of `columns` (typed) from a CSV or CSV.GZ, decompressing incrementally.
+    columns: ColumnTypes,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    keep: pl.Expr | None = None,
+) -> Iterator[pl.DataFrame]:
+    """Yield batches of `columns` plus `_row` (1-based data-row number) from a CSV or CSV.GZ.
 
-    Lines with the wrong number of fields are skipped and counted (`csv.malformed_row`). A value
-    that does not convert to its column type raises BuildInputError naming the file, row and value.
+    Polars' streaming engine decompresses and parses incrementally, so memory is bounded by the
+    batch size whatever the file size. Everything is read as text; Int64 columns are then cast and a
+    value that is not an integer raises BuildInputError naming the file, row and value. Empty
+    fields are null. `keep` filters each batch before it is yielded.
     """
-    malformed: list[str] = []
-
-    def on_invalid(row: pacsv.InvalidRow) -> str:
-        malformed.append(row.text)
-        return "skip"
-
-    read_options = pacsv.ReadOptions(block_size=block_bytes, use_threads=True)
-    parse_options = pacsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=True)
-    convert_options = pacsv.ConvertOptions(
-        column_types=dict(columns), include_columns=list(columns), strings_can_be_null=True
-    )
-    row = 1
+    integer_columns = [name for name, dtype in columns.items() if dtype == pl.Int64]
+    scan = pl.scan_csv(
+        path, infer_schema=False, row_index_name="_row", row_index_offset=1, quote_char='"', has_header=True
+    ).select("_row", *columns)
     try:
-        with pa.input_stream(str(path)) as stream:
-            reader = pacsv.open_csv(stream, read_options, parse_options, convert_options)
-            for batch in reader:
-                yield row, batch
-                row += batch.num_rows
-    except pa.ArrowInvalid as error:
-        if "conversion error" in str(error).lower():
-            raise _locate_conversion_error(path, columns, block_bytes, error) from error
-        raise BuildInputError(f"{path}: cannot be parsed as CSV near data row {row}: {error}") from error
-    except (OSError, EOFError, zlib.error) as error:
-        raise BuildInputError(
-            f"{path}: read failed near data row {row} ({error}); is it a truncated or corrupt file?"
-        ) from error
-    finally:
-        if malformed:
-            skips.add(
-                "csv.malformed_row", len(malformed), (f"{path.name}: {text[:120]!r}" for text in malformed)
+        for raw in scan.collect_batches(chunk_size=batch_rows):
+            frame = raw.with_columns(
+                pl.col("_row").cast(pl.Int64),
+                *(pl.col(name).replace("", None) for name in columns),
             )
+            if integer_columns:
+                frame = _cast_integers(frame, integer_columns, path)
+            if keep is not None:
+                frame = frame.filter(keep)
+            yield frame
+    except (pl.exceptions.ComputeError, OSError) as error:
+        raise BuildInputError(
+            f"{path}: cannot be read as CSV ({str(error).splitlines()[0]}); is it a truncated or corrupt file?"
+        ) from error
 
 
-def _locate_conversion_error(
-    path: Path, columns: Mapping[str, pa.DataType], block_bytes: int, error: Exception
-) -> BuildInputError:
-    """Re-read the typed columns as text to name the exact row and value that broke conversion."""
-    as_text = dict.fromkeys(columns, pa.string())
-    throwaway = SkipLog()
-    for first_row, batch in stream_csv(path, as_text, throwaway, block_bytes):
-        frame = pl.from_arrow(batch)
-        assert isinstance(frame, pl.DataFrame)
-        for name, dtype in columns.items():
-            if pa.types.is_integer(dtype) or pa.types.is_floating(dtype):
-                target = pl.Int64 if pa.types.is_integer(dtype) else pl.Float64
-                column = frame[name]
-                bad = column.is_not_null() & column.str.strip_chars().cast(target, strict=False).is_null()
-                hits = bad.arg_true()
-                if len(hits):
-                    i = int(hits[0])
-                    return BuildInputError(
-                        f"{path}: data row {first_row + i}: column {name} = {column[i]!r} is not "
-                        f"{'an integer' if target == pl.Int64 else 'a number'}"
-                    )
-    return BuildInputError(f"{path}: value conversion failed: {error}")
+def _cast_integers(frame: pl.DataFrame, names: list[str], path: Path) -> pl.DataFrame:
+    cast = frame.with_columns(pl.col(name).str.strip_chars().cast(pl.Int64, strict=False) for name in names)
+    for name in names:
+        bad = frame[name].is_not_null() & cast[name].is_null()
+        if bad.any():
+            i = int(bad.arg_true()[0])
+            raise BuildInputError(
+                f"{path}: data row {frame['_row'][i]}: column {name} = {frame[name][i]!r} is not an integer"
+            )
+    return cast
 
 
 def read_csv(
     path: Path,
-    columns: Mapping[str, pa.DataType],
-    skips: SkipLog,
+    columns: ColumnTypes,
     *,
-    block_bytes: int = 16 << 20,
-    keep: Callable[[pa.RecordBatch], pa.Array] | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    keep: pl.Expr | None = None,
 ) -> pl.DataFrame:
-    """Whole (filtered) table as a Polars frame with a `_row` column holding data-row numbers."""
-    parts: list[pl.DataFrame] = []
-    for first_row, batch in stream_csv(path, columns, skips, block_bytes):
-        frame = pl.from_arrow(batch)
-        assert isinstance(frame, pl.DataFrame)
-        frame = frame.with_row_index("_row", offset=first_row).with_columns(pl.col("_row").cast(pl.Int64))
-        if keep is not None:
-            mask = pl.from_arrow(keep(batch))
-            assert isinstance(mask, pl.Series)
-            frame = frame.filter(mask.fill_null(False))
-        parts.append(frame)
+    """The whole (filtered) table as one frame, with the `_row` column of `stream_csv`."""
+    parts = list(stream_csv(path, columns, batch_rows, keep))
     if not parts:
-        schema = {"_row": pl.Int64, **{name: _polars_type(dtype) for name, dtype in columns.items()}}
-        return pl.DataFrame(schema=schema)
+        return pl.DataFrame(schema={"_row": pl.Int64, **columns})
     return pl.concat(parts, how="vertical")
-
-
-def _polars_type(dtype: pa.DataType) -> pl.DataType:
-    empty = pl.from_arrow(pa.array([], type=dtype))
-    assert isinstance(empty, pl.Series)
-    return empty.dtype
 
 
 # ---- typed columns from text ---------------------------------------------------------------------
@@ -271,9 +227,9 @@ _DATETIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S",
 def parse_datetimes(column: str) -> pl.Expr:
     """MIMIC date-times ("2180-07-23 08:44:00"); anything else becomes null (counted by callers)."""
     text = pl.col(column).str.strip_chars()
-    return pl.coalesce(
-        [text.str.strptime(pl.Datetime("us"), fmt, strict=False) for fmt in _DATETIME_FORMATS]
-    ).alias(column)
+    return pl.coalesce([text.str.strptime(pl.Datetime("us"), fmt, strict=False) for fmt in _DATETIME_FORMATS]).alias(
+        column
+    )
 
 
 def parse_dates(column: str) -> pl.Expr:

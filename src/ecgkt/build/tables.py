@@ -9,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from ecgkt.build.report import SkipLog
 from ecgkt.build.sources import parse_dates, parse_datetimes, parse_floats, read_csv, row_examples
@@ -42,24 +40,23 @@ BIOMETRIC_RANGES: dict[str, tuple[float, float]] = {
 }
 
 
-def _ids(values: pl.Series) -> pa.Array:
-    return pa.array(values.drop_nulls().unique().sort().to_list(), type=pa.int64())
+def _in(column: str, values: pl.Series) -> pl.Expr:
+    """Batch filter: keep rows whose `column` is one of `values` (the cohort's ids)."""
+    return pl.col(column).is_in(values.drop_nulls().unique().implode())
 
 
-def load_patients(path: Path, subjects: pl.Series, skips: SkipLog, block_bytes: int) -> pl.DataFrame:
+def load_patients(path: Path, subjects: pl.Series, skips: SkipLog, batch_rows: int) -> pl.DataFrame:
     """subject_id, gender ("F"/"M"/null), anchor_age, anchor_year for cohort subjects."""
-    wanted = _ids(subjects)
     frame = read_csv(
         path,
         {
-            "subject_id": pa.int64(),
-            "gender": pa.string(),
-            "anchor_age": pa.string(),
-            "anchor_year": pa.string(),
+            "subject_id": pl.Int64,
+            "gender": pl.String,
+            "anchor_age": pl.String,
+            "anchor_year": pl.String,
         },
-        skips,
-        block_bytes=block_bytes,
-        keep=lambda b: pc.is_in(b["subject_id"], value_set=wanted),
+        batch_rows=batch_rows,
+        keep=_in("subject_id", subjects),
     ).with_columns(
         parse_floats("anchor_age"),
         parse_floats("anchor_year"),
@@ -76,15 +73,13 @@ def load_patients(path: Path, subjects: pl.Series, skips: SkipLog, block_bytes: 
     )
 
 
-def load_triage(path: Path, stays: pl.Series, skips: SkipLog, block_bytes: int) -> pl.DataFrame:
+def load_triage(path: Path, stays: pl.Series, skips: SkipLog, batch_rows: int) -> pl.DataFrame:
     """stay_id, acuity (1–5 or null), and the triage vitals (text → float; cleaned later)."""
-    wanted = _ids(stays)
     frame = read_csv(
         path,
-        {"stay_id": pa.int64(), "acuity": pa.string(), **dict.fromkeys(VITAL_COLUMNS, pa.string())},
-        skips,
-        block_bytes=block_bytes,
-        keep=lambda b: pc.is_in(b["stay_id"], value_set=wanted),
+        {"stay_id": pl.Int64, "acuity": pl.String, **dict.fromkeys(VITAL_COLUMNS, pl.String)},
+        batch_rows=batch_rows,
+        keep=_in("stay_id", stays),
     )
     frame = frame.with_columns(parse_floats("acuity").alias("_acuity"))
     bad = frame.filter(pl.col("acuity").is_not_null() & ~pl.col("_acuity").is_in([1.0, 2.0, 3.0, 4.0, 5.0]))
@@ -98,23 +93,17 @@ def load_triage(path: Path, stays: pl.Series, skips: SkipLog, block_bytes: int) 
     return frame.unique("stay_id", keep="first", maintain_order=True)
 
 
-def load_vitalsign(path: Path, stays: pl.Series, skips: SkipLog, block_bytes: int) -> pl.DataFrame:
+def load_vitalsign(path: Path, stays: pl.Series, skips: SkipLog, batch_rows: int) -> pl.DataFrame:
     """stay_id, charttime, vital columns as text, for cohort stays; unparseable times dropped."""
-    wanted = _ids(stays)
     frame = read_csv(
         path,
-        {"stay_id": pa.int64(), "charttime": pa.string(), **dict.fromkeys(VITAL_COLUMNS, pa.string())},
-        skips,
-        block_bytes=block_bytes,
-        keep=lambda b: pc.is_in(b["stay_id"], value_set=wanted),
+        {"stay_id": pl.Int64, "charttime": pl.String, **dict.fromkeys(VITAL_COLUMNS, pl.String)},
+        batch_rows=batch_rows,
+        keep=_in("stay_id", stays),
     ).with_columns(parse_datetimes("charttime").alias("_time"))
     bad = frame.filter(pl.col("_time").is_null())
     skips.add("vitalsign.bad_charttime", bad.height, row_examples(bad, path, ("stay_id", "charttime")))
-    return (
-        frame.filter(pl.col("_time").is_not_null())
-        .with_columns(pl.col("_time").alias("charttime"))
-        .drop("_time")
-    )
+    return frame.filter(pl.col("_time").is_not_null()).with_columns(pl.col("_time").alias("charttime")).drop("_time")
 
 
 def clean_vitals(wide: pl.DataFrame, source: Path, skips: SkipLog) -> pl.DataFrame:
@@ -136,9 +125,7 @@ def clean_vitals(wide: pl.DataFrame, source: Path, skips: SkipLog) -> pl.DataFra
 
     celsius = (pl.col("name") == "temperature") & pl.col("value").is_between(*CELSIUS_RANGE)
     converted = long.filter(celsius)
-    skips.add(
-        "vitals.celsius_converted", converted.height, row_examples(converted, source, ("name", "value"))
-    )
+    skips.add("vitals.celsius_converted", converted.height, row_examples(converted, source, ("name", "value")))
     long = long.with_columns(
         pl.when(celsius).then(pl.col("value") * 9.0 / 5.0 + 32.0).otherwise(pl.col("value")).alias("value")
     )
@@ -147,37 +134,28 @@ def clean_vitals(wide: pl.DataFrame, source: Path, skips: SkipLog) -> pl.DataFra
     upper = pl.col("name").replace_strict({k: v[1] for k, v in VITAL_RANGES.items()}, return_dtype=pl.Float64)
     plausible = (pl.col("value") >= lower) & (pl.col("value") <= upper)
     implausible = long.filter(~plausible)
-    skips.add(
-        "vitals.implausible_value", implausible.height, row_examples(implausible, source, ("name", "value"))
-    )
+    skips.add("vitals.implausible_value", implausible.height, row_examples(implausible, source, ("name", "value")))
     return long.filter(plausible).select("stay_id", "charttime", "name", "value")
 
 
-def load_omr(path: Path, subjects: pl.Series, skips: SkipLog, block_bytes: int) -> pl.DataFrame:
+def load_omr(path: Path, subjects: pl.Series, skips: SkipLog, batch_rows: int) -> pl.DataFrame:
     """subject_id, chartdate, feature (height_cm / weight_kg / bmi), value in the store's unit."""
-    wanted = _ids(subjects)
-    names = pa.array(sorted(OMR_BIOMETRICS), type=pa.string())
     frame = read_csv(
         path,
         {
-            "subject_id": pa.int64(),
-            "chartdate": pa.string(),
-            "result_name": pa.string(),
-            "result_value": pa.string(),
+            "subject_id": pl.Int64,
+            "chartdate": pl.String,
+            "result_name": pl.String,
+            "result_value": pl.String,
         },
-        skips,
-        block_bytes=block_bytes,
-        keep=lambda b: pc.and_(
-            pc.is_in(b["subject_id"], value_set=wanted), pc.is_in(b["result_name"], value_set=names)
-        ),
+        batch_rows=batch_rows,
+        keep=_in("subject_id", subjects) & pl.col("result_name").is_in(list(OMR_BIOMETRICS)),
     ).with_columns(parse_dates("chartdate").alias("_date"), parse_floats("result_value").alias("_value"))
     bad_date = frame.filter(pl.col("_date").is_null())
     skips.add("omr.bad_chartdate", bad_date.height, row_examples(bad_date, path, ("subject_id", "chartdate")))
     frame = frame.filter(pl.col("_date").is_not_null())
     bad_value = frame.filter(pl.col("_value").is_null() | ~pl.col("_value").is_finite())
-    skips.add(
-        "omr.non_numeric", bad_value.height, row_examples(bad_value, path, ("result_name", "result_value"))
-    )
+    skips.add("omr.non_numeric", bad_value.height, row_examples(bad_value, path, ("result_name", "result_value")))
     frame = frame.filter(pl.col("_value").is_not_null() & pl.col("_value").is_finite())
     frame = frame.with_columns(
         pl.col("result_name")
@@ -190,12 +168,8 @@ def load_omr(path: Path, subjects: pl.Series, skips: SkipLog, block_bytes: int) 
             )
         ).alias("value"),
     )
-    lower = pl.col("feature").replace_strict(
-        {k: v[0] for k, v in BIOMETRIC_RANGES.items()}, return_dtype=pl.Float64
-    )
-    upper = pl.col("feature").replace_strict(
-        {k: v[1] for k, v in BIOMETRIC_RANGES.items()}, return_dtype=pl.Float64
-    )
+    lower = pl.col("feature").replace_strict({k: v[0] for k, v in BIOMETRIC_RANGES.items()}, return_dtype=pl.Float64)
+    upper = pl.col("feature").replace_strict({k: v[1] for k, v in BIOMETRIC_RANGES.items()}, return_dtype=pl.Float64)
     plausible = (pl.col("value") >= lower) & (pl.col("value") <= upper)
     implausible = frame.filter(~plausible)
     skips.add(
@@ -203,11 +177,9 @@ def load_omr(path: Path, subjects: pl.Series, skips: SkipLog, block_bytes: int) 
         implausible.height,
         row_examples(implausible, path, ("result_name", "result_value")),
     )
-    return frame.filter(plausible).select(
-        "subject_id", pl.col("_date").alias("chartdate"), "feature", "value"
-    )
+    return frame.filter(plausible).select("subject_id", pl.col("_date").alias("chartdate"), "feature", "value")
 
 
-def load_d_labitems(path: Path, skips: SkipLog, block_bytes: int) -> pl.DataFrame:
+def load_d_labitems(path: Path, batch_rows: int) -> pl.DataFrame:
     """itemid, label: the catalogue labevents itemids are checked against."""
-    return read_csv(path, {"itemid": pa.int64(), "label": pa.string()}, skips, block_bytes=block_bytes)
+    return read_csv(path, {"itemid": pl.Int64, "label": pl.String}, batch_rows=batch_rows)

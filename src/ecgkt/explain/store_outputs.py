@@ -65,9 +65,7 @@ def check_compatible(bundle: Bundle, store: Store) -> None:
     bundle_rate = bundle.manifest.preprocessing.sampling_rate_hz
     store_rate = store.manifest.preprocessing.sampling_rate_hz
     if bundle_rate != store_rate:
-        raise StoreMismatchError(
-            f"{store.path}: signals at {store_rate} Hz, the bundle expects {bundle_rate} Hz"
-        )
+        raise StoreMismatchError(f"{store.path}: signals at {store_rate} Hz, the bundle expects {bundle_rate} Hz")
 
 
 def record_windows(store: Store, indices: NDArray[np.int64], window: int) -> NDArray[np.float32]:

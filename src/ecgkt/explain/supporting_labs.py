@@ -13,6 +13,9 @@ the default is the one that measured best (docs/explanations.md):
 - `surrogate`: a sparse (L1) linear model fitted on the validation fold, predicted lab probabilities →
   diagnosis logit; score = coefficient × lab probability (the lab's contribution to the surrogate's
   logit). Works from lab probabilities alone, so also behind an ONNX runner.
+- `surrogate_centered`: the same surrogate, score = coefficient × (lab probability − its mean on the
+  validation fold): the contribution relative to a typical patient, so a lab the model predicts
+  *less* than usual cannot support the diagnosis merely by having a large coefficient.
 - baselines: `probability` (the paper: rank by predicted lab probability, the same for every
   diagnosis), `cooccurrence` (label association in the training fold, the same for every record) and
   `random`.
@@ -32,11 +35,14 @@ if TYPE_CHECKING:
     from ecgkt.bundle import EcgOnlyModel
     from ecgkt.explain.surrogate import LabSurrogate
 
-MethodName = Literal["gradient", "gradient_x_probability", "surrogate", "cooccurrence", "probability", "random"]
+MethodName = Literal[
+    "gradient", "gradient_x_probability", "surrogate", "surrogate_centered", "cooccurrence", "probability", "random"
+]
 METHOD_NAMES: tuple[MethodName, ...] = (
     "gradient",
     "gradient_x_probability",
     "surrogate",
+    "surrogate_centered",
     "cooccurrence",
     "probability",
     "random",
@@ -104,9 +110,7 @@ class GradientAlignment:
     calls per chunk of windows; the S4 encoder runs once, without gradients.
     """
 
-    def __init__(
-        self, model: EcgOnlyModel, weight_by_probability: bool = False, chunk_records: int = 64
-    ) -> None:
+    def __init__(self, model: EcgOnlyModel, weight_by_probability: bool = False, chunk_records: int = 64) -> None:
         self.model = model
         self.weight_by_probability = weight_by_probability
         self.chunk_records = chunk_records
@@ -161,15 +165,15 @@ def _per_window_gradients(head: nn.Module, h: Tensor) -> Tensor:
 
 
 class SurrogateExplainer:
-    """score[n, k, p] = coefficient[k, p] × lab_probability[n, p] of a fitted `LabSurrogate`."""
+    """score[n, k, p] = coefficient[k, p] × lab_probability[n, p] (minus its mean when centred)."""
 
-    name = "surrogate"
-
-    def __init__(self, surrogate: LabSurrogate) -> None:
+    def __init__(self, surrogate: LabSurrogate, centered: bool = False) -> None:
         self.surrogate = surrogate
+        self.centered = centered
+        self.name: str = "surrogate_centered" if centered else "surrogate"
 
     def scores(self, outputs: RecordOutputs) -> NDArray[np.float32]:
-        return self.surrogate.contributions(outputs.lab_probability)
+        return self.surrogate.contributions(outputs.lab_probability, centered=self.centered)
 
 
 # ---- (c) baselines --------------------------------------------------------------------------

@@ -41,6 +41,7 @@ class LabSurrogate(BaseModel):
     lab_labels: list[str]
     coefficients: list[list[float]]  # (K, P)
     intercepts: list[float]  # (K,)
+    lab_mean: list[float]  # (P,) mean raw lab probability on the fitting fold (the "typical patient")
     alphas: list[float]  # chosen L1 strength per diagnosis (on standardised inputs)
     cv_r2: list[float | None]  # cross-validated R² on the fitting fold; None = constant target
     n_records: int
@@ -55,9 +56,16 @@ class LabSurrogate(BaseModel):
         out = probs @ self.coefficient_matrix().T + np.asarray(self.intercepts, dtype=np.float32)
         return out.astype(np.float32)
 
-    def contributions(self, lab_probability: NDArray[np.floating]) -> NDArray[np.float32]:
-        """(N, P) → (N, K, P): coefficient × probability, each lab's share of the surrogate logit."""
+    def contributions(self, lab_probability: NDArray[np.floating], centered: bool = False) -> NDArray[np.float32]:
+        """(N, P) → (N, K, P): each lab's share of the surrogate logit.
+
+        Uncentred: coefficient × probability (share relative to a lab probability of 0). Centred:
+        coefficient × (probability − fitting-fold mean), the linear-model attribution relative to
+        a typical patient; these sum to the surrogate logit minus its mean.
+        """
         probs = self._check(lab_probability)
+        if centered:
+            probs = probs - np.asarray(self.lab_mean, dtype=np.float32)[None, :]
         return (self.coefficient_matrix()[None, :, :] * probs[:, None, :]).astype(np.float32)
 
     def check_labels(self, diagnosis_labels: Sequence[str], lab_labels: Sequence[str]) -> None:
@@ -120,7 +128,7 @@ def fit_surrogate(
             alphas.append(0.0)
             cv_r2.append(None)
             continue
-        lasso = LassoCV(n_alphas=30, cv=folds, max_iter=5000, random_state=seed).fit(z, y)
+        lasso = LassoCV(alphas=30, cv=folds, max_iter=5000, random_state=seed).fit(z, y)
         raw = lasso.coef_ / scale
         coefficients[k] = raw
         intercepts[k] = float(lasso.intercept_ - raw @ mean)
@@ -132,6 +140,7 @@ def fit_surrogate(
         lab_labels=list(lab_labels),
         coefficients=coefficients.tolist(),
         intercepts=intercepts.tolist(),
+        lab_mean=mean.tolist(),
         alphas=alphas,
         cv_r2=cv_r2,
         n_records=int(x.shape[0]),

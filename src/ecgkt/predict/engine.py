@@ -46,6 +46,11 @@ DEFAULT_EXPLANATION: MethodName = "surrogate"
 # Used when the default needs something the bundle lacks (a surrogate before `ecgkt calibrate`).
 FALLBACK_EXPLANATION: MethodName = "gradient_x_probability"
 RUNNER_CHUNK_WINDOWS = 64
+FALLBACK_NOTE = (
+    "bundle has no explanation surrogate (run `ecgkt calibrate`): supporting labs ranked by "
+    "gradient alignment × lab probability instead"
+)
+UNCALIBRATED_NOTE = "bundle not calibrated (run `ecgkt calibrate`): raw probabilities, thresholds 0.5"
 
 Runner = Callable[[NDArray[np.float32]], tuple[NDArray[np.float32], NDArray[np.float32]]]
 
@@ -132,23 +137,25 @@ def build_explainer(bundle: Bundle, method: MethodName | None) -> tuple[SupportE
     manifest = bundle.manifest
     wanted = method or DEFAULT_EXPLANATION
     notes: list[str] = []
-    if wanted == "surrogate":
+    if wanted in ("surrogate", "surrogate_centered"):
         surrogate = load_surrogate(bundle.path)
         if surrogate is not None:
             surrogate.check_labels(manifest.diagnosis_labels, manifest.lab_labels)
-            return SurrogateExplainer(surrogate), notes
-        if method == "surrogate":
+            return SurrogateExplainer(surrogate, centered=wanted == "surrogate_centered"), notes
+        if method is not None:
             raise FileNotFoundError(
                 f"{bundle.path}: bundle has no explanation surrogate; run `ecgkt calibrate BUNDLE STORE`"
             )
-        notes.append(
-            "bundle has no explanation surrogate (run `ecgkt calibrate`): supporting labs ranked by "
-            "gradient alignment × lab probability instead"
-        )
+        notes.append(FALLBACK_NOTE)
         wanted = FALLBACK_EXPLANATION
     if wanted in ("gradient", "gradient_x_probability"):
         return GradientAlignment(bundle.model, weight_by_probability=wanted == "gradient_x_probability"), notes
     raise ValueError(f"explanation method {wanted!r} is an evaluation baseline, not offered for prediction")
+
+
+def explanation_method_of(result: PredictionResult) -> MethodName:
+    """Which method produced a result's supporting labs (the engine notes every fallback)."""
+    return FALLBACK_EXPLANATION if FALLBACK_NOTE in result.notes else DEFAULT_EXPLANATION
 
 
 class Predictor:
@@ -248,9 +255,7 @@ class Predictor:
     def _model_notes(self) -> list[str]:
         notes = list(self._explainer_notes)
         if not self.calibrated:
-            notes.append(
-                "bundle not calibrated (run `ecgkt calibrate`): raw probabilities, thresholds 0.5"
-            )
+            notes.append(UNCALIBRATED_NOTE)
         return notes
 
     def _check_runner_output(self, diag: NDArray[np.float32], lab: NDArray[np.float32], n_windows: int) -> None:

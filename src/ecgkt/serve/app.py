@@ -100,16 +100,25 @@ class ModelInfo(BaseModel):
     limits: dict[str, float]
 
 
+_ERROR_DESCRIPTIONS: tuple[tuple[int, str], ...] = (
+    (400, "Malformed request or unexpected combination of files"),
+    (413, "Upload larger than the configured limit"),
+    (415, "Unsupported content type or unrecognised file"),
+    (422, "The upload was recognised but is not a usable ECG (the detail says why)"),
+    (503, "Too many requests in progress"),
+    (504, "Parsing and inference did not finish within the timeout"),
+)
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse, "description": description}
-    for code, description in (
-        (400, "Malformed request or unexpected combination of files"),
-        (413, "Upload larger than the configured limit"),
-        (415, "Unsupported content type or unrecognised file"),
-        (422, "The upload was recognised but is not a usable ECG (the detail says why)"),
-        (503, "Too many requests in progress"),
-        (504, "Parsing and inference did not finish within the timeout"),
-    )
+    code: {"model": ErrorResponse, "description": description} for code, description in _ERROR_DESCRIPTIONS
+}
+# For routes whose success response is HTML, FastAPI would list a `model` under text/html: errors are
+# JSON whatever the route returns, so they reference the schema explicitly.
+JSON_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    }
+    for code, description in _ERROR_DESCRIPTIONS
 }
 
 UPLOAD_REQUEST_BODY: dict[str, Any] = {
@@ -231,7 +240,8 @@ class InferencePool:
     """
 
     def __init__(self, threads: int, max_pending: int, timeout_s: float) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ecgkt-infer")
+        self._threads = threads
+        self._executor: ThreadPoolExecutor | None = None
         self._max_pending = max_pending
         self._timeout_s = timeout_s
         self._pending = 0
@@ -248,12 +258,10 @@ class InferencePool:
     async def run(self, job: Callable[[], T]) -> T:
         with self._lock:
             if self._pending >= self._max_pending:
-                raise UploadError(
-                    503, "server_busy", f"{self._pending} requests are in progress; retry in a moment"
-                )
+                raise UploadError(503, "server_busy", f"{self._pending} requests are in progress; retry in a moment")
             self._pending += 1
         try:
-            future = self._executor.submit(job)
+            future = self._running_executor().submit(job)
         except BaseException:
             self._release(None)
             raise
@@ -265,8 +273,18 @@ class InferencePool:
                 504, "inference_timeout", f"parsing and inference took longer than {self._timeout_s:g} s"
             ) from None
 
+    def _running_executor(self) -> ThreadPoolExecutor:
+        """The executor, (re)started on first use: an app's lifespan may end and start again."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="ecgkt-infer")
+            return self._executor
+
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
 
 # ---- middleware: request id, body limit, privacy-preserving access log ------------------------
@@ -396,30 +414,30 @@ class EcgService:
         self.settings = settings
         self.backend: Backend = backend
         self.bundle = load_bundle(bundle_path)
-        self._scratch: tempfile.TemporaryDirectory[str] | None = None
         runner = None
         if backend == "onnx":
-            from ecgkt.export.onnx import OnnxRunner
-
-            runner = OnnxRunner(self._onnx_file(bundle_path), intra_op_threads=settings.torch_threads)
+            runner = self._onnx_runner(bundle_path)
         self.predictor = Predictor(self.bundle, runner=runner)
-        self.pool = InferencePool(
-            settings.inference_threads, settings.max_pending, settings.inference_timeout_s
-        )
+        self.pool = InferencePool(settings.inference_threads, settings.max_pending, settings.inference_timeout_s)
         # matplotlib's rc_context (used when a figure becomes SVG) changes global state: one report at a time.
         self._report_lock = threading.Lock()
         self.model_info = self._describe()
 
-    def _onnx_file(self, bundle_path: Path) -> Path:
-        """The configured ONNX file, or a fresh parity-checked export of the bundle kept for this process."""
-        if self.settings.onnx_path is not None:
-            return self.settings.onnx_path
-        from ecgkt.export.onnx import export_onnx
+    def _onnx_runner(self, bundle_path: Path) -> Any:
+        """onnxruntime on the configured ONNX file, or on a fresh parity-checked export of the bundle.
 
-        self._scratch = tempfile.TemporaryDirectory(prefix="ecgkt-serve-onnx-")
-        report = export_onnx(bundle_path, Path(self._scratch.name) / "model.onnx")
-        logger.info("exported the bundle to ONNX for serving: max abs diff %.2e", report.max_abs_diff)
-        return report.onnx_path
+        onnxruntime holds the model in memory once the session exists, so the exported file is
+        deleted right away: nothing is left on disk however the process ends.
+        """
+        from ecgkt.export.onnx import OnnxRunner, export_onnx
+
+        threads = self.settings.torch_threads
+        if self.settings.onnx_path is not None:
+            return OnnxRunner(self.settings.onnx_path, intra_op_threads=threads)
+        with tempfile.TemporaryDirectory(prefix="ecgkt-serve-onnx-") as scratch:
+            report = export_onnx(bundle_path, Path(scratch) / "model.onnx")
+            logger.info("exported the bundle to ONNX for serving: max abs diff %.2e", report.max_abs_diff)
+            return OnnxRunner(report.onnx_path, intra_op_threads=threads)
 
     def _describe(self) -> ModelInfo:
         manifest = self.bundle.manifest
@@ -452,8 +470,7 @@ class EcgService:
             labs=labs,
             validation_macro_auroc_diagnosis=_macro([d.validation_auroc for d in diagnoses]),
             validation_macro_auroc_lab=_macro([lab.validation_auroc for lab in labs]),
-            calibrated=manifest.temperature_diagnosis is not None
-            or manifest.thresholds_diagnosis is not None,
+            calibrated=manifest.temperature_diagnosis is not None or manifest.thresholds_diagnosis is not None,
             preprocessing=manifest.preprocessing.model_dump(),
             training=manifest.training,
             limits={
@@ -481,8 +498,6 @@ class EcgService:
 
     def close(self) -> None:
         self.pool.shutdown()
-        if self._scratch is not None:
-            self._scratch.cleanup()
 
 
 def _macro(values: list[float | None]) -> float | None:
@@ -493,9 +508,7 @@ def _macro(values: list[float | None]) -> float | None:
 # ---- the app ------------------------------------------------------------------------------------
 
 
-def create_app(
-    bundle_path: Path | str, backend: Backend = "torch", settings: ServeSettings | None = None
-) -> FastAPI:
+def create_app(bundle_path: Path | str, backend: Backend = "torch", settings: ServeSettings | None = None) -> FastAPI:
     """Build the service around a model bundle; the model is loaded here, once (errors surface now)."""
     from ecgkt.predict.engine import PredictionResult
 
@@ -540,12 +553,8 @@ def create_app(
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         # Log the type and request id only: the message could quote file content.
-        logger.error(
-            "request_id=%s unexpected %s", request.state.request_id, type(error).__name__, exc_info=False
-        )
-        return _error_response(
-            UploadError(500, "internal_error", "unexpected server error; see the server log")
-        )
+        logger.error("request_id=%s unexpected %s", request.state.request_id, type(error).__name__, exc_info=False)
+        return _error_response(UploadError(500, "internal_error", "unexpected server error; see the server log"))
 
     @app.get("/healthz", response_model=HealthResponse, tags=["service"])
     async def healthz() -> HealthResponse:
@@ -574,7 +583,7 @@ def create_app(
     @app.post(
         "/v1/report",
         response_class=HTMLResponse,
-        responses=ERROR_RESPONSES,
+        responses=JSON_ERROR_RESPONSES,
         openapi_extra={"requestBody": UPLOAD_REQUEST_BODY},
         tags=["predict"],
     )

@@ -21,34 +21,25 @@ def configure_logging(level: str) -> None:
 
 def serve(
     bundle: Path = typer.Argument(..., help="Model bundle folder to serve.", show_default=False),
-    host: str = typer.Option(
-        "127.0.0.1", "--host", help="Interface to bind (0.0.0.0 exposes it on the network)."
-    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 exposes it on the network)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
-    workers: int = typer.Option(
-        1, "--workers", min=1, help="uvicorn worker processes (each loads the model)."
-    ),
+    workers: int = typer.Option(1, "--workers", min=1, help="uvicorn worker processes (each loads the model)."),
     backend: str = typer.Option("torch", "--backend", help="torch | onnx (onnxruntime)."),
     onnx: Path | None = typer.Option(
         None, "--onnx", help="ONNX file for --backend onnx (default: export the bundle at start-up)."
     ),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Larger request bodies get HTTP 413."),
-    timeout: float = typer.Option(
-        30.0, "--timeout", help="Seconds per request for parsing + inference (504)."
-    ),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds per request for parsing + inference (504)."),
     threads: int = typer.Option(2, "--threads", min=1, help="Inference threads per worker."),
-    torch_threads: int = typer.Option(
-        1, "--torch-threads", min=1, help="Intra-op threads per inference call."
-    ),
-    max_pending: int = typer.Option(
-        16, "--max-pending", min=1, help="Requests accepted at once per worker (503)."
-    ),
+    torch_threads: int = typer.Option(1, "--torch-threads", min=1, help="Intra-op threads per inference call."),
+    max_pending: int = typer.Option(16, "--max-pending", min=1, help="Requests accepted at once per worker (503)."),
 ) -> None:
     """Serve POST /v1/predict, POST /v1/report, GET /v1/model, GET /healthz and the upload page at /."""
     import os
     import tempfile
 
     import uvicorn
+    from pydantic import ValidationError
     from rich.console import Console
 
     from ecgkt.bundle import BundleError, read_manifest
@@ -76,14 +67,21 @@ def serve(
 
             scratch = tempfile.TemporaryDirectory(prefix="ecgkt-serve-onnx-")
             onnx = export_onnx(bundle, Path(scratch.name) / "model.onnx").onnx_path
-        settings = ServeSettings(
-            max_upload_mb=max_upload_mb,
-            inference_timeout_s=timeout,
-            inference_threads=threads,
-            torch_threads=torch_threads,
-            max_pending=max_pending,
-            onnx_path=onnx,
-        )
+        try:
+            settings = ServeSettings(
+                max_upload_mb=max_upload_mb,
+                inference_timeout_s=timeout,
+                inference_threads=threads,
+                torch_threads=torch_threads,
+                max_pending=max_pending,
+                onnx_path=onnx,
+            )
+        except ValidationError as error:
+            first = error.errors()[0]
+            option = {"inference_timeout_s": "timeout", "inference_threads": "threads"}.get(
+                str(first["loc"][0]), str(first["loc"][0])
+            )
+            raise fail(f"--{option.replace('_', '-')} ({first['loc'][0]}): {first['msg']}") from None
         configure_logging(settings.log_level)
         if workers == 1:
             from ecgkt.serve.app import create_app

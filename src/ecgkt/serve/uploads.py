@@ -161,9 +161,7 @@ def parse_options(fields: dict[str, str]) -> ReaderOptions:
                 422, "invalid_options", f"sampling_rate_hz must be a number of Hz, got {text[:40]!r}"
             ) from None
         if not math.isfinite(rate) or rate <= 0:
-            raise UploadError(
-                422, "invalid_options", f"sampling_rate_hz must be positive and finite, got {text[:40]}"
-            )
+            raise UploadError(422, "invalid_options", f"sampling_rate_hz must be positive and finite, got {text[:40]}")
     leads = _parse_leads(fields.get("leads", ""))
     units = fields.get("units", "").strip() or "auto"
     unit_aliases: dict[str, Units] = {"auto": "auto", "mv": "mV", "uv": "uV", "µv": "uV", "μv": "uV"}
@@ -171,9 +169,7 @@ def parse_options(fields: dict[str, str]) -> ReaderOptions:
         raise UploadError(422, "invalid_options", f"units must be auto, mV or uV, got {units[:20]!r}")
     missing = fields.get("missing_leads", "").strip() or "error"
     if missing not in ("error", "zero"):
-        raise UploadError(
-            422, "invalid_options", f"missing_leads must be error or zero, got {missing[:20]!r}"
-        )
+        raise UploadError(422, "invalid_options", f"missing_leads must be error or zero, got {missing[:20]!r}")
     return ReaderOptions(rate, leads, unit_aliases[units.lower()], "zero" if missing == "zero" else "error")
 
 
@@ -202,10 +198,7 @@ def _parse_leads(text: str) -> tuple[str, ...] | None:
 def detect_kind(upload: UploadedFile) -> FileKind:
     """What a file is, from its bytes; the name only separates a WFDB .dat (which has no magic)."""
     data = upload.data
-    if (
-        len(data) >= DICOM_MAGIC_OFFSET + 4
-        and data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] == DICOM_MAGIC
-    ):
+    if len(data) >= DICOM_MAGIC_OFFSET + 4 and data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] == DICOM_MAGIC:
         return "dicom"
     if data.startswith(NPY_MAGIC):
         return "npy"
@@ -244,9 +237,7 @@ def parse_json_document(data: bytes, source: str) -> EcgInput:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UploadError(422, "invalid_json", f"{source}: not valid JSON ({error})") from None
     if not isinstance(document, dict):
-        raise UploadError(
-            422, "invalid_json", f"{source}: expected a JSON object with 'signal' and 'sampling_rate_hz'"
-        )
+        raise UploadError(422, "invalid_json", f"{source}: expected a JSON object with 'signal' and 'sampling_rate_hz'")
     try:
         payload = EcgJsonPayload.model_validate(document)
     except ValidationError as error:
@@ -277,9 +268,7 @@ def parse_files(files: Sequence[UploadedFile], options: ReaderOptions) -> Parsed
     """Multipart files → one ECG. Accepted sets: a DICOM; a .npy (+ optional sidecar JSON); a .npz;
     a JSON document; a WFDB header plus its signal file."""
     if not files:
-        raise UploadError(
-            400, "no_file", "the upload holds no file; send one ECG file (or a WFDB .hea + .dat pair)"
-        )
+        raise UploadError(400, "no_file", "the upload holds no file; send one ECG file (or a WFDB .hea + .dat pair)")
     for upload in files:
         if not upload.data:
             raise UploadError(422, "empty_file", f"{upload.filename}: file is empty")
@@ -345,9 +334,7 @@ def _npy_header(data: bytes, source: str) -> tuple[tuple[int, ...], np.dtype[Any
 
 def _check_npy_dtype(dtype: np.dtype[Any], source: str, allow_text: bool = False) -> None:
     if dtype.hasobject or dtype.fields is not None:
-        raise UploadError(
-            422, "unsafe_numpy", f"{source}: object or structured arrays are refused (they need pickle)"
-        )
+        raise UploadError(422, "unsafe_numpy", f"{source}: object or structured arrays are refused (they need pickle)")
     allowed = "biuf" + ("US" if allow_text else "")
     if dtype.kind not in allowed:
         raise UploadError(422, "invalid_numpy", f"{source}: array dtype {dtype} is not numeric")
@@ -396,16 +383,12 @@ def _sidecar(upload: UploadedFile) -> dict[str, Any]:
     try:
         content = json.loads(upload.data)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UploadError(
-            422, "invalid_json", f"{upload.filename}: sidecar is not valid JSON ({error})"
-        ) from None
+        raise UploadError(422, "invalid_json", f"{upload.filename}: sidecar is not valid JSON ({error})") from None
     if not isinstance(content, dict):
         raise UploadError(422, "invalid_json", f"{upload.filename}: sidecar must be a JSON object")
     unknown = sorted(set(content) - {"sampling_rate_hz", "leads", "units"})
     if unknown:
-        raise UploadError(
-            422, "invalid_json", f"{upload.filename}: unknown sidecar key(s) {', '.join(unknown)}"
-        )
+        raise UploadError(422, "invalid_json", f"{upload.filename}: unknown sidecar key(s) {', '.join(unknown)}")
     return content
 
 
@@ -433,9 +416,7 @@ def _check_npz(upload: UploadedFile) -> None:
     try:
         archive = zipfile.ZipFile(io.BytesIO(upload.data))
     except zipfile.BadZipFile as error:
-        raise UploadError(
-            422, "invalid_npz", f"{source}: not a readable .npz (zip) archive ({error})"
-        ) from None
+        raise UploadError(422, "invalid_npz", f"{source}: not a readable .npz (zip) archive ({error})") from None
     with archive:
         members = archive.infolist()
         if not members or len(members) > MAX_NPZ_MEMBERS:
@@ -506,9 +487,7 @@ def _record_line(lines: list[str]) -> tuple[str, int, int | None]:
         raise UploadError(422, "invalid_wfdb_header", "header has no record line")
     tokens = lines[0].split()
     if len(tokens) < 2 or not tokens[1].isdigit():
-        raise UploadError(
-            422, "invalid_wfdb_header", "first header line must be 'RECORD NSIG [FS [NSAMP ...]]'"
-        )
+        raise UploadError(422, "invalid_wfdb_header", "first header line must be 'RECORD NSIG [FS [NSAMP ...]]'")
     name = tokens[0]
     if "/" in name:
         raise UploadError(422, "invalid_wfdb_header", "multi-segment WFDB records are not supported")
@@ -540,15 +519,11 @@ def parse_wfdb_header(data: bytes, source: str) -> _WfdbHeader:
     for line in signal_lines:
         tokens = line.split()
         if len(tokens) < 2:
-            raise UploadError(
-                422, "invalid_wfdb_header", f"{source}: signal line {line[:40]!r} lacks a format"
-            )
+            raise UploadError(422, "invalid_wfdb_header", f"{source}: signal line {line[:40]!r} lacks a format")
         files.add(tokens[0])
         match = re.fullmatch(r"(\d+)(?:x\d+)?(?::\d+)?(?:\+(\d+))?", tokens[1])
         if match is None:
-            raise UploadError(
-                422, "invalid_wfdb_header", f"{source}: unreadable signal format {tokens[1][:20]!r}"
-            )
+            raise UploadError(422, "invalid_wfdb_header", f"{source}: unreadable signal format {tokens[1][:20]!r}")
         storage, offset = match.group(1), match.group(2)
         formats.add(storage)
         offsets.add(int(offset) if offset else 0)
@@ -577,9 +552,7 @@ def _parse_wfdb(by_kind: dict[FileKind, list[UploadedFile]], names: str, options
     data_files = by_kind.get("wfdb_data", [])
     others = [kind for kind in by_kind if kind not in ("wfdb_header", "wfdb_data")]
     if others or len(headers) > 1 or len(data_files) > 1:
-        raise UploadError(
-            400, "unexpected_files", f"cannot combine {names}: a WFDB upload is one .hea and one .dat"
-        )
+        raise UploadError(400, "unexpected_files", f"cannot combine {names}: a WFDB upload is one .hea and one .dat")
     if not headers:
         raise UploadError(
             422,

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ecgkt.synth.ecg_params import EcgParameters, NoiseParameters
+from ecgkt.synth.ecg_params import BundleBranchBlock, EcgParameters, IschaemiaTerritory, NoiseParameters
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -180,14 +180,17 @@ ECG_FEATURES: tuple[str, ...] = (
 )
 
 
+_TERRITORIES: dict[str, IschaemiaTerritory] = {"anterior": "anterior", "inferior": "inferior", "lateral": "lateral"}
+
+
 def to_parameters(arrays: Mapping[str, NDArray[np.generic]]) -> list[EcgParameters]:
     """Turn the vectorised arrays into one frozen `EcgParameters` per record (the renderer's input)."""
     n = int(np.asarray(arrays["heart_rate_bpm"]).size)
     cols = {name: np.asarray(v).tolist() for name, v in arrays.items()}
     out: list[EcgParameters] = []
     for i in range(n):
-        bbb = "lbbb" if cols["bbb_lbbb"][i] else ("rbbb" if cols["bbb_rbbb"][i] else "none")
-        territory = cols["ischaemia_territory"][i]
+        bbb: BundleBranchBlock = "lbbb" if cols["bbb_lbbb"][i] else ("rbbb" if cols["bbb_rbbb"][i] else "none")
+        territory = _TERRITORIES.get(cols["ischaemia_territory"][i], "none")
         out.append(EcgParameters(
             heart_rate_bpm=round(cols["heart_rate_bpm"][i], 2),
             rhythm="atrial_fibrillation" if cols["rhythm_af"][i] else "sinus",
@@ -201,7 +204,7 @@ def to_parameters(arrays: Mapping[str, NDArray[np.generic]]) -> list[EcgParamete
             t_width_scale=round(cols["t_width_scale"][i], 3),
             u_amplitude_mv=round(cols["u_amplitude_mv"][i], 4),
             st_deviation_mv=round(cols["st_deviation_mv"][i], 4),
-            ischaemia_territory=territory if territory in ("anterior", "inferior", "lateral") else "none",
+            ischaemia_territory=territory,
             ischaemia_st_mv=round(cols["ischaemia_st_mv"][i], 4),
             t_inversion=bool(cols["t_inversion"][i]),
             pathological_q=bool(cols["pathological_q"][i]),

@@ -11,8 +11,8 @@ class SynthError(Exception):
     """Base class: a request the generator refuses, with a message naming the problem."""
 
 
-class InvalidCohortSize(SynthError, ValueError):
-    """A patient count, seed or worker count outside what the generator accepts."""
+class InvalidRequestError(SynthError, ValueError):
+    """A patient count, seed or worker count outside what the generator accepts (nonsense sizes)."""
 
 
 class OutputExistsError(SynthError, FileExistsError):

@@ -160,7 +160,8 @@ LAB_EFFECTS: tuple[LabEffect, ...] = (
     _add("diabetes", "Magnesium", -0.12), _add("ckd_advanced", "Magnesium", 0.2), _add("ckd_esrd", "Magnesium", 0.25),
     _add("gastroenteritis", "Magnesium", -0.2), _add("alcohol_intoxication", "Magnesium", -0.15),
     _add("ckd", "Phosphate", 0.25), _add("ckd_advanced", "Phosphate", 0.6), _add("ckd_esrd", "Phosphate", 1.5),
-    _add("alcohol_use", "Phosphate", -0.4), _add("aki", "Phosphate", 0.8), _add("hyperglycaemic_crisis", "Phosphate", 0.8),
+    _add("alcohol_use", "Phosphate", -0.4), _add("aki", "Phosphate", 0.8),
+    _add("hyperglycaemic_crisis", "Phosphate", 0.8),
     _add("respiratory_failure", "Phosphate", -0.3),
     # red cells
     _add("ckd", "Hemoglobin", -0.7), _add("ckd_advanced", "Hemoglobin", -1.1), _add("ckd_esrd", "Hemoglobin", -0.8),

@@ -27,11 +27,13 @@ _TERRITORY_LEADS: dict[str, tuple[str, ...]] = {
     "inferior": ("II", "III", "aVF"),
     "lateral": ("I", "aVL", "V5", "V6"),
 }
+_QS_SCAR_LEADS = ("III", "aVF", "V2", "V3", "V4")
 WINDOW_LEAD_IN_MS = 40.0  # MIMIC's p_onset sits ~40 ms into the median-beat window
 _NOMINAL_PR_MS = 160.0  # where the window starts relative to the QRS when there is no P wave
-_EXTENT_THRESHOLD = 0.02  # a wave starts/ends where its spatial magnitude crosses 2 % of its peak
+_EXTENT_THRESHOLD = 0.005  # a wave starts/ends where its spatial magnitude crosses 0.5 % of peak
 _JITTER_MS = 2.0  # cart measurement scatter
-_NOISY_LEAD_RMS_MV = 0.1
+_NOISY_HF_RMS_MV = 0.05  # first-difference RMS (muscle noise, mains) that makes a cart complain
+_NOISY_DRIFT_RMS_MV = 0.25
 
 # Statements that make a tracing "Borderline" rather than "Abnormal".
 _MINOR = frozenset({
@@ -51,7 +53,6 @@ class MedianBeat:
     """
 
     fs: int
-    qrs_onset_index: int
     leads: FloatArray
     group_vectors: dict[str, FloatArray]
     group_leads: dict[str, FloatArray]
@@ -73,26 +74,24 @@ def _axis_deg(vectors: FloatArray, span: tuple[int, int]) -> float:
     return float(np.degrees(np.arctan2(area[1], area[0])))
 
 
-def q_waves(qrs: FloatArray, fs: int) -> tuple[FloatArray, FloatArray]:
-    """Duration (ms) and depth (mV) of the initial negative deflection of each lead's QRS (L, W).
-
-    0 where the QRS starts positive, and 0 for a QS complex (never returns above baseline): the
-    cart calls those "QS", not a Q wave followed by an R.
-    """
+def q_waves(qrs: FloatArray, fs: int) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
+    """Per lead of a QRS (L, W): duration (ms) and depth (mV) of the initial negative deflection,
+    and whether the complex is a QS (never rises above baseline). Duration/depth are 0 where the
+    QRS starts positive."""
     significant = np.abs(qrs) > 0.03
     has_any = significant.any(axis=1)
     first = significant.argmax(axis=1)
     rows = np.arange(qrs.shape[0])
     starts_negative = has_any & (qrs[rows, first] < 0)
     positions = np.arange(qrs.shape[1])[None, :]
-    back_up = (qrs >= 0.0) & (positions > first[:, None])
+    back_up = (qrs >= 0.03) & (positions > first[:, None])
     has_r = back_up.any(axis=1)
-    end = back_up.argmax(axis=1)
-    valid = starts_negative & has_r
+    end = np.where(has_r, back_up.argmax(axis=1), qrs.shape[1])
     in_q = (positions >= first[:, None]) & (positions < end[:, None])
     depth = -np.where(in_q, qrs, 0.0).min(axis=1)
     duration = (end - first) * 1000.0 / fs
-    return np.where(valid, duration, 0.0), np.where(valid, depth, 0.0)
+    return (np.where(starts_negative, duration, 0.0), np.where(starts_negative, depth, 0.0),
+            starts_negative & ~has_r)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +103,7 @@ class _Findings:
 
 
 def read_machine_measurements(*, median: MedianBeat, rr_intervals_s: FloatArray,
-                              beat_kinds: NDArray[np.int64], lead_noise: FloatArray,
+                              beat_kinds: NDArray[np.int64], lead_noise: NDArray[np.floating],
                               defects: RecordDefects, artifact: bool,
                               rng: np.random.Generator) -> MachineMeasurements:
     """Measurements and statements the cart would print for this record."""
@@ -132,8 +131,13 @@ def read_machine_measurements(*, median: MedianBeat, rr_intervals_s: FloatArray,
     p_axis = round(_axis_deg(median.group_vectors["p"], p_span)) if p_span else None
     qrs_axis = round(_axis_deg(median.group_vectors["qrs"], qrs_span))
     t_axis = round(_axis_deg(median.group_vectors["repol"], t_span))
-    poor = (artifact or defects.flat_lead is not None
-            or float(np.sqrt((lead_noise * lead_noise).mean(axis=1)).max()) > _NOISY_LEAD_RMS_MV)
+    # The cart judges quality from high-frequency noise (first differences barely see wander) and
+    # from gross baseline drift.
+    segment = lead_noise[:, : 2 * fs]  # 2 s is plenty to estimate a stationary noise level
+    hf_rms = float(np.sqrt((np.diff(segment, axis=1) ** 2).mean(axis=1)).max())
+    drift_rms = float(np.sqrt((lead_noise * lead_noise).mean(axis=1)).max())
+    poor = (artifact or defects.flat_lead is not None or hf_rms > _NOISY_HF_RMS_MV
+            or drift_rms > _NOISY_DRIFT_RMS_MV)
     statements = interpret(median, findings, qrs_span, float(qrs_axis), beat_kinds, poor_quality=poor)
     return MachineMeasurements(
         rr_interval=round(rr_ms) if np.isfinite(rr_ms) else None,
@@ -171,8 +175,10 @@ def _conduction_line(median: MedianBeat, f: _Findings, qrs_span: tuple[int, int]
     terminal = v1[-int(0.04 * median.fs):]
     if terminal.max() > 0.1 and terminal.sum() > 0:
         return "Right bundle branch block"
-    lateral = qrs[[_IDX["I"], _IDX["V6"]], qrs_span[0]:qrs_span[1] + 1].sum(axis=1)
-    if v1.sum() < 0 and np.all(lateral > 0):
+    lateral = qrs[[_IDX["I"], _IDX["V6"]], qrs_span[0]:qrs_span[1] + 1]
+    septal_q, _, _ = q_waves(lateral, median.fs)
+    # LBBB: septum activated right-to-left, so no septal q in I/V6, and a dominant negative V1.
+    if v1.sum() < 0 and np.all(lateral.sum(axis=1) > 0) and not np.any(septal_q > 0):
         return "Left bundle branch block"
     return "Nonspecific intraventricular conduction delay"
 
@@ -192,8 +198,10 @@ def interpret(median: MedianBeat, f: _Findings, qrs_span: tuple[int, int], qrs_a
 
     qrs_leads = median.group_leads["qrs"][:, qrs_span[0]:qrs_span[1] + 1]
     r_amp, s_amp = qrs_leads.max(axis=1), -qrs_leads.min(axis=1)
+    # Sokolow-Lyon or Cornell voltage (the male Cornell cut-off: the cart here does not know sex).
     sokolow = s_amp[_IDX["V1"]] + max(r_amp[_IDX["V5"]], r_amp[_IDX["V6"]])
-    lvh = block is None and (sokolow > 3.5 or r_amp[_IDX["aVL"]] > 1.1)
+    cornell = r_amp[_IDX["aVL"]] + s_amp[_IDX["V3"]]
+    lvh = block is None and (sokolow > 3.5 or cornell > 2.8)
 
     # ST level at J + 60 ms (J + RR/16 at fast rates), against the isoelectric PR segment (0 here).
     j_offset = int(min(0.06, f.rr_ms / 16000.0) * fs)
@@ -232,38 +240,48 @@ def _ischaemia_lines(median: MedianBeat, st: FloatArray, t_amp: FloatArray, qrs_
                      *, skip_lateral_repol: bool) -> list[str]:
     """Territorial ST elevation / depression, T inversion and Q waves (>= 2 contiguous leads)."""
     lines: list[str] = []
-    elevated = {name: [st[_IDX[lead]] for lead in leads if st[_IDX[lead]] >= 0.1]
-                for name, leads in _TERRITORY_LEADS.items()}
-    hits = {name: vals for name, vals in elevated.items() if len(vals) >= 2}
-    q_ms, q_mv = q_waves(median.group_leads["qrs"][:, qrs_span[0]:qrs_span[1] + 1], median.fs)
-    pathological = (q_ms >= 30.0) & (q_mv >= 0.1)
-    for name, leads in _TERRITORY_LEADS.items():
-        if sum(1 for lead in leads if lead != "V1" and pathological[_IDX[lead]]) >= 2:
-            lines.append(f"{name.capitalize()} infarct, age undetermined")
-    if hits:
-        worst = max(hits, key=lambda name: float(np.mean(hits[name])))
-        lines.append(f"ST elevation, consider {worst} injury or acute infarct")
+    # Pathological Q: >= 30 ms and >= 0.1 mV followed by an R, in >= 2 leads of a territory; a QS
+    # complex >= 0.3 mV deep also counts in III/aVF and V2-V4 (inferior and anterior scars). V1
+    # (QS is normal there) and aVL (Q normal with a vertical heart) do not count.
+    q_ms, q_mv, qs = q_waves(median.group_leads["qrs"][:, qrs_span[0]:qrs_span[1] + 1], median.fs)
+    pathological = ((q_ms >= 30.0) & (q_mv >= 0.1) & ~qs) | (qs & (q_mv >= 0.3) & _QS_SCAR)
+    for name in _TERRITORY_NAMES[(_Q_COUNTED & pathological).sum(axis=1) >= 2]:
+        lines.append(f"{name.capitalize()} infarct, age undetermined")
+    repol_territories = _NO_LATERAL if skip_lateral_repol else _ALL_TERRITORIES
+    elevated = _TERRITORY & (st >= 0.1)
+    n_elevated = elevated.sum(axis=1)
+    if np.any(n_elevated >= 2):
+        mean_elevation = np.where(n_elevated >= 2, (elevated * st).sum(axis=1) / np.maximum(n_elevated, 1), -1.0)
+        lines.append(f"ST elevation, consider {_TERRITORY_NAMES[int(mean_elevation.argmax())]} injury or "
+                     f"acute infarct")
     else:
-        depressed = {name: [lead for lead in leads if st[_IDX[lead]] <= -0.1]
-                     for name, leads in _TERRITORY_LEADS.items()}
-        if skip_lateral_repol:
-            depressed["lateral"] = []
-        involved = [name for name, found in depressed.items() if len(found) >= 2]
-        if len(involved) == 1:
+        involved = _TERRITORY_NAMES[((_TERRITORY & (st <= -0.1)).sum(axis=1) >= 2) & repol_territories]
+        if involved.size == 1:
             lines.append(f"ST depression, consider {involved[0]} ischemia")
-        elif len(involved) > 1:
+        elif involved.size > 1:
             lines.append("Nonspecific ST abnormality")
-    upright_leads = ("I", "II", "aVF", "V3", "V4", "V5", "V6")
-    inverted = {name: [lead for lead in leads if lead in upright_leads and t_amp[_IDX[lead]] <= -0.1]
-                for name, leads in _TERRITORY_LEADS.items()}
-    if skip_lateral_repol:
-        inverted["lateral"] = []
-    t_hits = [name for name, found in inverted.items() if len(found) >= 2]
-    flat = sum(1 for lead in ("I", "II", "V4", "V5", "V6") if abs(t_amp[_IDX[lead]]) < 0.1)
-    if len(t_hits) == 1:
+    t_hits = _TERRITORY_NAMES[((_TERRITORY & _T_UPRIGHT & (t_amp <= -0.1)).sum(axis=1) >= 2) & repol_territories]
+    flat = int((_T_FLAT_CHECKED & (np.abs(t_amp) < 0.1)).sum())
+    if t_hits.size == 1:
         lines.append(f"T wave inversion, consider {t_hits[0]} ischemia")
-    elif t_hits or flat >= 3:
+    elif t_hits.size or flat >= 3:
         lines.append("Nonspecific T wave abnormality")
     if float(t_amp.max()) >= 1.0:
         lines.append("Tall T waves")
     return lines
+
+
+def _lead_mask(leads: tuple[str, ...]) -> NDArray[np.bool_]:
+    return np.isin(np.array(_LEADS), leads)
+
+
+_TERRITORY_NAMES = np.array(tuple(_TERRITORY_LEADS))
+_TERRITORY = np.stack([_lead_mask(leads) for leads in _TERRITORY_LEADS.values()])  # (3, 12)
+_Q_COUNTED = _TERRITORY & ~_lead_mask(("V1", "aVL"))
+_QS_SCAR = _lead_mask(_QS_SCAR_LEADS)
+# T is normally upright everywhere except aVR and V1 (III alone may be negative, but two inverted
+# leads of a territory are required).
+_T_UPRIGHT = ~_lead_mask(("aVR", "V1"))
+_T_FLAT_CHECKED = _lead_mask(("I", "II", "V4", "V5", "V6"))
+_ALL_TERRITORIES = np.ones(3, dtype=bool)
+_NO_LATERAL = _TERRITORY_NAMES != "lateral"

@@ -57,6 +57,11 @@ def to_minutes(year: NDArray[np.int64]) -> NDArray[np.int64]:
     return np.array([lookup[int(y)] for y in year], dtype=np.int64)
 
 
+def minutes_to_datetime(minutes: NDArray[np.int64]) -> NDArray[np.datetime64]:
+    """Minutes since the epoch → datetime64[us] (what Polars stores), minute resolution as in MIMIC."""
+    return np.asarray(minutes, dtype=np.int64).astype("datetime64[m]").astype("datetime64[us]")
+
+
 @dataclass
 class Patients:
     """Per-patient columns (index = patient index). Ages are true ages; MIMIC caps reported ones."""
@@ -193,7 +198,7 @@ def schedule_ecgs(patients: Patients, visits: Visits, extra_ecg_logit: NDArray[n
     first = np.where(first_in_window,
                      np.minimum(3.0 + rng.gamma(2.0, 11.0, visits.n), 88.0),
                      rng.uniform(95.0, 420.0, visits.n))
-    step = rng.uniform(15.0, 240.0, visit.size)
+    step = 10.0 + rng.gamma(1.5, 40.0, visit.size)  # repeat ECGs: often within the hour, sometimes hours later
     starts = np.concatenate([[0], np.cumsum(n_ecg)[:-1]])
     is_first = np.zeros(visit.size, dtype=bool)
     is_first[starts] = True
@@ -282,7 +287,9 @@ def finish_stays(patients: Patients, visits: Visits, schedule: EcgSchedule,
     admittime = visits.intime + np.floor(ed_minutes * rng.uniform(0.55, 0.95, n)).astype(np.int64)
     hosp_days = np.clip(np.exp(rng.normal(np.log(3.5), 0.7, n)), 0.5, 25.0)
     dischtime = admittime + np.floor(hosp_days * MINUTES_PER_DAY).astype(np.int64)
-    died = admitted & (rng.random(n) < 1.0 / (1.0 + np.exp(-death_logit)))
+    # a death can only end a patient's last visit: nobody comes back after it
+    is_last = np.append(visits.patient[1:] != visits.patient[:-1], True)
+    died = admitted & is_last & (rng.random(n) < 1.0 / (1.0 + np.exp(-death_logit)))
     names = np.array([d for d, _ in ED_DISCHARGE_DISPOSITIONS], dtype=object)
     probs = np.array([p for _, p in ED_DISCHARGE_DISPOSITIONS])
     disposition = names[rng.choice(names.size, size=n, p=probs / probs.sum())]

@@ -20,7 +20,8 @@ projections on horizontal-plane lead vectors whose lengths encode the chest elec
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import functools
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -46,6 +47,7 @@ INDEPENDENT_LEAD_VECTORS: FloatArray = np.array([
     [1.13, 0.13, 0.09],       # V5
     [0.83, 0.08, -0.23],      # V6: left mid-axillary, slightly posterior
 ])
+_LEAD_VECTORS_F32 = INDEPENDENT_LEAD_VECTORS.astype(np.float32)
 # Index of each MIMIC lead in the 12-lead output (I, II, III, aVR, aVF, aVL, V1..V6).
 LEAD_INDEX: dict[str, int] = {
     name: i for i, name in enumerate(("I", "II", "III", "aVR", "aVF", "aVL",
@@ -73,7 +75,8 @@ def project_to_leads(heart_vector: FloatArray) -> FloatArray:
 
 
 # ---- wave components --------------------------------------------------------------------------
-P_WAVE, QRS, ST_SEGMENT, T_WAVE, U_WAVE, F_WAVE = 0, 1, 2, 3, 4, 5
+P_WAVE, QRS, ST_SEGMENT, T_WAVE, U_WAVE = 0, 1, 2, 3, 4  # component groups
+N_GROUPS = 5
 # One component as written in the templates: start, rise, plateau, fall (s), vector (mV), group,
 # shift-with-QT, stretch-with-QT.
 Row = tuple[float, float, float, float, FloatArray, int, float, float]
@@ -116,38 +119,47 @@ class Components:
                           self.vector[mask], self.group[mask], self.shift[mask], self.stretch[mask])
 
 
+def _pulse_samples(start: FloatArray, rise: FloatArray, flat: FloatArray, fall: FloatArray, *, fs: int,
+                   n_samples: int) -> tuple[NDArray[np.intp], NDArray[np.int64], FloatArray]:
+    """(owner component, sample index, pulse value) for every sample inside some pulse's support.
+
+    Only the samples inside each support are generated (ragged ranges via repeat/cumsum), so the
+    work is proportional to the total pulse length, whatever mix of short and long pulses.
+    """
+    total = rise + flat + fall
+    first = np.maximum(np.ceil(start * fs).astype(np.int64), 0)
+    last = np.minimum(np.floor((start + total) * fs).astype(np.int64), n_samples - 1)
+    counts = np.maximum(last - first + 1, 0)
+    owner = np.repeat(np.arange(start.size), counts)
+    within = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    where = first[owner] + within
+    since = where / fs - start[owner]
+    # One cosine for the whole pulse: phase runs 0 -> 1 over the rise, stays at 1 on the plateau
+    # and runs 1 -> 2 over the fall, and (1 - cos(pi phase)) / 2 is sin^2 up, 1, cos^2 down.
+    rise_o = rise[owner]
+    phase = np.where(since < rise_o, since / rise_o,
+                     1.0 + np.maximum(since - rise_o - flat[owner], 0.0) / fall[owner])
+    return owner, where, 0.5 - 0.5 * np.cos(np.pi * np.minimum(phase, 2.0))
+
+
 def rasterise(start: FloatArray, rise: FloatArray, flat: FloatArray, fall: FloatArray,
               vector: FloatArray, *, fs: int, n_samples: int,
               bucket: NDArray[np.int64] | None = None, n_buckets: int = 1) -> FloatArray:
     """Sum of vector pulses on the sample grid t = i / fs, i in [0, n): returns (n_buckets, 3, n) mV.
 
-    Each pulse only touches the samples inside its support, gathered in one (K, W) index grid and
-    accumulated with bincount, so the cost is K x W, not K x n. `bucket` (K,) sends each component
-    to its own output slot (the median beat keeps P, QRS, ST, T and U apart for the reader).
+    Each pulse only touches the samples inside its support, accumulated with bincount, so the cost
+    is the total pulse length, not K x n. `bucket` (K,) sends each component to its own output slot
+    (the median beat keeps P, QRS, ST, T and U apart for the reader).
     """
-    if start.size == 0:
-        return np.zeros((n_buckets, 3, n_samples))
-    total = rise + flat + fall
-    first = np.ceil(start * fs).astype(np.int64)
-    width = int(np.ceil(float(total.max()) * fs)) + 1
-    index = first[:, None] + np.arange(width)[None, :]
-    since = index / fs - start[:, None]
-    inside = (since >= 0.0) & (since <= total[:, None]) & (index >= 0) & (index < n_samples)
-    owner = np.nonzero(inside)[0]
-    where = index[inside]
-    since = since[inside]
-    # One cosine for the whole pulse: phase runs 0 -> pi over the rise, stays at pi on the plateau
-    # and runs pi -> 2 pi over the fall, and (1 - cos(phase)) / 2 is sin^2 up, 1, cos^2 down.
-    rise_o, flat_end_o = rise[owner], (rise + flat)[owner]
-    phase = np.where(since < rise_o, since / rise_o,
-                     1.0 + np.maximum(since - flat_end_o, 0.0) / fall[owner])
-    shape = 0.5 - 0.5 * np.cos(np.pi * phase)
-    if bucket is not None:
-        where = where + bucket[owner] * n_samples
     size = n_buckets * n_samples
-    out = np.empty((3, size))
-    for axis in range(3):
-        out[axis] = np.bincount(where, weights=shape * vector[owner, axis], minlength=size)
+    out = np.zeros((3, size))
+    if start.size:
+        owner, where, shape = _pulse_samples(start, rise, flat, fall, fs=fs, n_samples=n_samples)
+        if bucket is not None:
+            where = where + bucket[owner] * n_samples
+        weighted = shape[:, None] * vector[owner]
+        for axis in range(3):
+            out[axis] = np.bincount(where, weights=weighted[:, axis], minlength=size)
     return out.reshape(3, n_buckets, n_samples).transpose(1, 0, 2)
 
 
@@ -155,8 +167,9 @@ def _unit(v: FloatArray) -> FloatArray:
     return v / float(np.linalg.norm(v))
 
 
-def _rotate_frontal(v: FloatArray, degrees: float) -> FloatArray:
-    """Rotate (..., 3) vectors in the frontal (x, y) plane; positive = clockwise towards inferior."""
+def _rotate_frontal(v: FloatArray, degrees: float | FloatArray) -> FloatArray:
+    """Rotate (..., 3) vectors in the frontal (x, y) plane; positive = clockwise towards inferior.
+    `degrees` may be one angle or one per row of `v`."""
     a = np.deg2rad(degrees)
     c, s = np.cos(a), np.sin(a)
     out = v.copy()
@@ -180,7 +193,7 @@ def _rotate_horizontal(v: FloatArray, degrees: float) -> FloatArray:
 # facing away show the reciprocal depression (anterior -> III/aVF, inferior -> I/aVL, lateral ->
 # III/aVF and V1).
 TERRITORY_DIRECTION: dict[str, FloatArray] = {
-    "anterior": _unit(np.array([0.3, -0.2, 1.0])),
+    "anterior": _unit(np.array([0.3, -0.35, 1.0])),
     "inferior": _unit(np.array([-0.3, 1.0, 0.0])),
     "lateral": _unit(np.array([1.0, -0.3, -0.2])),
 }
@@ -192,10 +205,14 @@ TERRITORY_LEADS: dict[str, tuple[str, ...]] = {
 _TWELVE_LEAD_VECTORS = expand_to_twelve_leads(INDEPENDENT_LEAD_VECTORS)  # (12, 3)
 
 
+@functools.lru_cache(maxsize=32)
+def _lead_rows(leads: tuple[str, ...]) -> FloatArray:
+    return _TWELVE_LEAD_VECTORS[[LEAD_INDEX[name] for name in leads]]
+
+
 def _scale_to_leads(direction: FloatArray, leads: tuple[str, ...], target_mv: float) -> FloatArray:
     """A vector along `direction` whose largest projection on `leads` equals `target_mv`."""
-    rows = _TWELVE_LEAD_VECTORS[[LEAD_INDEX[name] for name in leads]]
-    return direction * (target_mv / float(np.max(rows @ direction)))
+    return direction * (target_mv / float(np.max(_lead_rows(leads) @ direction)))
 
 
 def _pulse_area(c: Components) -> FloatArray:
@@ -215,9 +232,7 @@ class Morphology:
     conducted: Components
     pac: Components
     pvc: Components
-    qrs_s: float
-    qt_ref_s: float
-    pvc_qt_extra_s: float
+    qt_ref_s: float  # the QT the templates were built for; each beat shifts its T by its own QT
 
 
 _V = np.array  # short alias for the vector literals below
@@ -249,6 +264,14 @@ def _qrs_rows(params: EcgParameters, q: float) -> tuple[list[Row], str]:
     return rows, kind
 
 
+# Repolarisation directions: the normal T (left, inferior, anterior: upright in I, II, V2-V6), the
+# RBBB secondary T shift (away from the late rightward-anterior forces) and the U wave (largest V2-V3).
+_NORMAL_T_VECTOR = np.array([0.30, 0.25, 0.25])
+_NORMAL_T_DIRECTION = _unit(_NORMAL_T_VECTOR)
+_RBBB_T_SHIFT = _unit(np.array([0.55, -0.05, -0.75]))
+_U_DIRECTION = _unit(np.array([0.30, 0.20, 0.90]))
+_ALL_LEADS = tuple(LEAD_INDEX)
+
 # All normal QRS timings scale with the QRS duration, so the template's net-area axis is a constant.
 _NORMAL_QRS_AXIS_DEG = _frontal_angle_deg(Components.build(_qrs_rows(EcgParameters(), 0.09)[0]))
 
@@ -266,8 +289,18 @@ def build_morphology(params: EcgParameters, rng: np.random.Generator, *, qt_ref_
     vectors = qrs.vector * rng.normal(1.0, 0.08, size=(qrs.vector.shape[0], 1))
     vectors[1:] *= params.lvh_voltage_scale  # LVH: more LV mass, bigger LV free-wall forces
     vectors = _rotate_horizontal(vectors, anatomy_rotation)
+    # Axis: the main LV forces turn to the requested axis while the septal forces keep their
+    # anatomical direction and the terminal ones turn half as far. With a left axis that gives the
+    # fascicular-block picture (qR in I/aVL, rS in II/III/aVF) instead of spurious inferior Q waves.
+    # Two correction steps make the net-area axis the cart measures land on params.qrs_axis_deg.
+    share = np.ones(len(vectors)) if kind == "lbbb" else np.array([0.0, 1.0, 1.0, 0.5])
+    area = _pulse_area(qrs)[:, None]
     axis_turn = params.qrs_axis_deg - _NORMAL_QRS_AXIS_DEG
-    vectors = _rotate_frontal(vectors, axis_turn)
+    for _ in range(2):
+        net = (_rotate_frontal(vectors, axis_turn * share) * area).sum(axis=0)
+        miss = params.qrs_axis_deg - float(np.degrees(np.arctan2(net[1], net[0])))
+        axis_turn += (miss + 180.0) % 360.0 - 180.0
+    vectors = _rotate_frontal(vectors, axis_turn * share)
     rows = [(float(s), float(r), float(f), float(d), vec, QRS, 0.0, 0.0)
             for s, r, f, d, vec in zip(qrs.start, qrs.rise, qrs.flat, qrs.fall, vectors, strict=True)]
 
@@ -279,21 +312,19 @@ def build_morphology(params: EcgParameters, rng: np.random.Generator, *, qt_ref_
             toward = float(row[4] @ injury)
             if toward > 0:
                 rows[i] = (*row[:4], row[4] - 0.6 * toward * injury, *row[5:])
-        rows.append((0.0, 0.020, 0.0, 0.026, -0.55 * injury * params.lvh_voltage_scale, QRS, 0.0, 0.0))
-
-    net_qrs = Components.build(rows)
-    net_qrs_area = (net_qrs.vector * _pulse_area(net_qrs)[:, None]).sum(axis=0)
+        rows.append((0.0, 0.024, 0.0, 0.032, -0.6 * injury * params.lvh_voltage_scale, QRS, 0.0, 0.0))
 
     # ---- repolarisation
-    t_vec = _rotate_frontal(_rotate_horizontal(_V([0.30, 0.25, 0.25]), anatomy_rotation), axis_turn / 2)
+    t_vec = _rotate_frontal(_rotate_horizontal(_NORMAL_T_VECTOR, anatomy_rotation), axis_turn / 2)
     t_vec = t_vec * rng.normal(1.0, 0.1)
     st_vec = np.zeros(3)
     if kind == "lbbb":
         # Secondary (discordant) ST-T: repolarisation opposite to the slow depolarisation.
-        away = -_unit(net_qrs_area)
+        net_qrs = Components.build(rows)
+        away = -_unit((net_qrs.vector * _pulse_area(net_qrs)[:, None]).sum(axis=0))
         t_vec, st_vec = 0.45 * away, 0.12 * away
     elif kind == "rbbb":
-        t_vec = t_vec + 0.35 * _unit(_V([0.55, -0.05, -0.75]))
+        t_vec = t_vec + 0.35 * _RBBB_T_SHIFT
     t_vec = t_vec * params.t_amplitude_scale
     if injury is not None:
         if params.t_inversion:
@@ -306,12 +337,11 @@ def build_morphology(params: EcgParameters, rng: np.random.Generator, *, qt_ref_
         st_vec = st_vec + _scale_to_leads(lateral, ("V5", "V6"), -0.12)
     if params.st_deviation_mv != 0.0:
         # Diffuse ST shift along the normal repolarisation direction (aVR shows the mirror image).
-        diffuse = _unit(_V([0.30, 0.25, 0.25]))
-        st_vec = st_vec + _scale_to_leads(diffuse, tuple(LEAD_INDEX), params.st_deviation_mv)
+        st_vec = st_vec + _scale_to_leads(_NORMAL_T_DIRECTION, _ALL_LEADS, params.st_deviation_mv)
 
     span = qt - q
-    t_dur = float(np.clip(0.55 * span * params.t_width_scale, 0.06, span - 0.02))
-    rise_frac = 0.5 + 0.12 * float(np.clip((params.t_width_scale - 0.6) / 0.4, 0.0, 1.0))
+    t_dur = min(max(0.55 * span * params.t_width_scale, 0.06), span - 0.02)
+    rise_frac = 0.5 + 0.12 * min(max((params.t_width_scale - 0.6) / 0.4, 0.0), 1.0)
     t_start = qt - t_dur
     t_peak = t_start + rise_frac * t_dur
     rows.append((t_start, rise_frac * t_dur, 0.0, (1 - rise_frac) * t_dur, t_vec, T_WAVE, 1.0, 0.0))
@@ -320,17 +350,19 @@ def build_morphology(params: EcgParameters, rng: np.random.Generator, *, qt_ref_
         rows.append((st_begin, 0.024, t_peak - st_begin - 0.024, (1 - rise_frac) * t_dur, st_vec,
                      ST_SEGMENT, 0.0, 1.0))
     if params.u_amplitude_mv > 0:
-        u_dir = _unit(_V([0.30, 0.20, 0.90]))
-        rows.append((qt - 0.02, 0.07, 0.0, 0.08, _scale_to_leads(u_dir, ("V2", "V3"), params.u_amplitude_mv),
+        rows.append((qt - 0.02, 0.07, 0.0, 0.08, _scale_to_leads(_U_DIRECTION, ("V2", "V3"), params.u_amplitude_mv),
                      U_WAVE, 1.0, 0.0))
 
     # ---- atrial depolarisation: right atrium (inferior, anterior) then left atrium (left, posterior)
     p_dur = float(rng.normal(0.100, 0.006))
+    pr = max(pr, p_dur + 0.015)  # the P wave ends before the QRS starts (no pre-excitation model)
     p_scale = params.p_amplitude_scale
+    p_turn = float(rng.normal(0.0, 12.0))  # individual P axis (normal range ~0-75 deg)
+    ra_vec, la_vec = _rotate_frontal(p_scale * _V([[0.05, 0.12, 0.08], [0.12, 0.08, -0.06]]), p_turn)
     la_start = -pr + 0.35 * p_dur
     p_rows: list[Row] = [
-        (-pr, 0.30 * p_dur, 0.0, 0.30 * p_dur, p_scale * _V([0.05, 0.12, 0.08]), P_WAVE, 0.0, 0.0),
-        (la_start, 0.32 * p_dur, 0.0, 0.33 * p_dur, p_scale * _V([0.12, 0.08, -0.06]), P_WAVE, 0.0, 0.0),
+        (-pr, 0.30 * p_dur, 0.0, 0.30 * p_dur, ra_vec, P_WAVE, 0.0, 0.0),
+        (la_start, 0.32 * p_dur, 0.0, 0.33 * p_dur, la_vec, P_WAVE, 0.0, 0.0),
     ]
     # A premature atrial beat from a low atrial focus: retrograde P (negative in II, III, aVF), and
     # slightly slower AV conduction of the early impulse.
@@ -345,7 +377,7 @@ def build_morphology(params: EcgParameters, rng: np.random.Generator, *, qt_ref_
     conducted = Components.build((p_rows if with_p else []) + rows)
     pac = Components.build(pac_p + rows)
     pvc = Components.build(_pvc_rows(rng, qt, params.amplitude_scale))
-    return Morphology(conducted=conducted, pac=pac, pvc=pvc, qrs_s=q, qt_ref_s=qt, pvc_qt_extra_s=0.05)
+    return Morphology(conducted=conducted, pac=pac, pvc=pvc, qt_ref_s=qt)
 
 
 def _pvc_rows(rng: np.random.Generator, qt: float, scale: float) -> list[Row]:
@@ -443,49 +475,53 @@ _F_WAVE_DIRECTIONS: FloatArray = np.array([
 
 def fibrillatory_waves(amplitude_mv: float, rng: np.random.Generator, *, fs: int,
                        n_samples: int) -> FloatArray:
-    """Atrial fibrillatory activity (3, n): three wavelets of 4-9 Hz with wandering frequency and
-    amplitude, oriented inferiorly and anteriorly so they are largest in V1, II, III and aVF."""
-    t = np.arange(n_samples) / fs
-    base_hz = rng.uniform(4.5, 8.5, 3)
-    wobble = rng.uniform(0.05, 0.3, 3)
-    inst_hz = base_hz[:, None] * (1.0 + 0.08 * np.sin(2 * np.pi * wobble[:, None] * t[None, :]
-                                                       + rng.uniform(0, 2 * np.pi, 3)[:, None]))
-    phase = 2 * np.pi * np.cumsum(inst_hz, axis=1) / fs + rng.uniform(0, 2 * np.pi, 3)[:, None]
-    envelope = 1.0 + 0.35 * np.sin(2 * np.pi * rng.uniform(0.1, 0.4, 3)[:, None] * t[None, :]
-                                   + rng.uniform(0, 2 * np.pi, 3)[:, None])
-    weights = amplitude_mv * np.array([0.5, 0.3, 0.2])
-    v1_gain = _F_WAVE_DIRECTIONS @ INDEPENDENT_LEAD_VECTORS[2]  # normalise to the V1 amplitude
-    wavelets = (weights / v1_gain)[:, None] * envelope * np.sin(phase)
-    return np.asarray(_F_WAVE_DIRECTIONS.T @ wavelets)
+    """Atrial fibrillatory activity (3, n): three wavelets with spectral peaks at 4.5-8.5 Hz.
+
+    Each wavelet is narrow-band noise (a Gaussian spectral bump 0.25-0.6 Hz wide, random phases),
+    i.e. an oscillation whose amplitude and frequency wander as real f-waves do; drawing it in the
+    frequency domain costs one small inverse FFT. The wavelets point inferiorly and anteriorly, so
+    they are largest in V1, II, III and aVF; the result is scaled so V1 has peak amplitude
+    ~`amplitude_mv` (RMS = amplitude / sqrt(2)).
+    """
+    n_bins = min(n_samples // 2 + 1, int(12.0 * n_samples / fs) + 1)  # nothing above 12 Hz
+    freqs = np.arange(n_bins) * fs / n_samples
+    centres = rng.uniform(4.5, 8.5, 3)
+    widths = rng.uniform(0.25, 0.6, 3)
+    bump = np.exp(-0.5 * ((freqs[None, :] - centres[:, None]) / widths[:, None]) ** 2)
+    draws = rng.standard_normal((3, 2 * n_bins)).view(np.complex128)
+    spectrum = np.zeros((3, n_samples // 2 + 1), dtype=np.complex128)
+    spectrum[:, :n_bins] = draws * bump * np.array([0.5, 0.3, 0.2])[:, None]
+    heart = _F_WAVE_DIRECTIONS.T @ np.fft.irfft(spectrum, n=n_samples, axis=1)
+    v1_rms = float(np.sqrt(np.mean((INDEPENDENT_LEAD_VECTORS[2] @ heart) ** 2)))
+    return np.asarray(heart * (amplitude_mv / np.sqrt(2.0) / max(v1_rms, 1e-12)))
 
 
 # ---- record -----------------------------------------------------------------------------------
 def _place_beats(morph: Morphology, schedule: BeatSchedule, params: EcgParameters,
-                 resp_phase: float, resp_hz: float) -> Components:
-    """All components of all beats in absolute time (s)."""
+                 resp_phase: float, resp_hz: float) -> tuple[FloatArray, ...]:
+    """All pulses of all beats in absolute time: (start, rise, flat, fall, vector)."""
     qt_beat = qt_for_rr(params.qtc_ms, schedule.rr_before)
-    parts: list[Components] = []
+    parts: list[tuple[FloatArray, ...]] = []
     for kind, template in ((NORMAL_BEAT, morph.conducted), (PAC_BEAT, morph.pac), (PVC_BEAT, morph.pvc)):
         mask = schedule.kind == kind
         if not mask.any():
             continue
         onset = schedule.onset[mask]
         d_qt = (qt_beat[mask] - morph.qt_ref_s)[:, None]
-        beats = onset.size
+        shape = (onset.size, template.start.size)
         # Breathing moves the heart relative to the electrodes: QRS amplitude varies by a few %.
         breath = 1.0 + 0.05 * np.sin(2 * np.pi * resp_hz * onset + resp_phase)
         gain = np.where(template.group[None, :] == QRS, breath[:, None], 1.0)
-        parts.append(Components(
-            start=(onset[:, None] + template.start[None, :] + template.shift[None, :] * d_qt).ravel(),
-            rise=np.broadcast_to(template.rise, (beats, template.rise.size)).ravel(),
-            flat=np.maximum(template.flat[None, :] + template.stretch[None, :] * d_qt, 0.0).ravel(),
-            fall=np.broadcast_to(template.fall, (beats, template.fall.size)).ravel(),
-            vector=(template.vector[None, :, :] * gain[:, :, None]).reshape(-1, 3),
-            group=np.tile(template.group, beats),
-            shift=np.tile(template.shift, beats),
-            stretch=np.tile(template.stretch, beats),
+        parts.append((
+            (onset[:, None] + template.start + template.shift * d_qt).ravel(),
+            np.broadcast_to(template.rise, shape).ravel(),
+            np.maximum(template.flat + template.stretch * d_qt, 0.0).ravel(),
+            np.broadcast_to(template.fall, shape).ravel(),
+            (template.vector[None, :, :] * gain[:, :, None]).reshape(-1, 3),
         ))
-    return Components(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Components)))
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
 
 
 _MEDIAN_GROUPS: dict[str, int] = {"p": P_WAVE, "qrs": QRS, "st": ST_SEGMENT, "t": T_WAVE, "u": U_WAVE}
@@ -498,15 +534,35 @@ def _median_beat(morph: Morphology, params: EcgParameters, fs: int) -> MedianBea
     t1 = morph.qt_ref_s + 0.30
     n = int(np.ceil((t1 - t0) * fs))
     per_group = rasterise(c.start - t0, c.rise, c.flat, c.fall, c.vector, fs=fs, n_samples=n,
-                          bucket=c.group, n_buckets=F_WAVE)
+                          bucket=c.group, n_buckets=N_GROUPS)
     groups = {name: per_group[code] for name, code in _MEDIAN_GROUPS.items()}
     groups["repol"] = groups["st"] + groups["t"]
     total = per_group.sum(axis=0)
     return MedianBeat(
-        fs=fs, qrs_onset_index=round(-t0 * fs), leads=project_to_leads(total), group_vectors=groups,
+        fs=fs, leads=project_to_leads(total), group_vectors=groups,
         group_leads={name: project_to_leads(groups[name]) for name in ("qrs", "t", "u")},
         has_p=params.rhythm != "atrial_fibrillation",
     )
+
+
+class EcgRenderError(ValueError):
+    """Parameters the renderer cannot turn into a physiological ECG (names the field and value)."""
+
+
+def _check_inputs(params: EcgParameters, fs: int, n_samples: int) -> None:
+    if fs < 100 or n_samples < fs:
+        raise EcgRenderError(f"render_ecg: need fs >= 100 Hz and at least 1 s of samples, "
+                             f"got fs={fs}, n_samples={n_samples}")
+    limits = {
+        "heart_rate_bpm": (20.0, 300.0), "pr_ms": (0.0, 600.0), "qrs_ms": (40.0, 300.0),
+        "qtc_ms": (200.0, 800.0), "ectopic_rate": (0.0, 1.0), "pvc_fraction": (0.0, 1.0),
+        "hrv_sd_ms": (0.0, 500.0), "amplitude_scale": (0.0, 10.0), "lvh_voltage_scale": (0.0, 10.0),
+        "t_width_scale": (0.1, 5.0), "t_amplitude_scale": (0.0, 10.0), "p_amplitude_scale": (0.0, 10.0),
+    }
+    for name, (lo, hi) in limits.items():
+        value = float(getattr(params, name))
+        if not lo <= value <= hi:  # also rejects NaN
+            raise EcgRenderError(f"render_ecg: {name}={value} outside [{lo}, {hi}]")
 
 
 def render_ecg(params: EcgParameters, rng: np.random.Generator, *, fs: int = 500,
@@ -516,10 +572,7 @@ def render_ecg(params: EcgParameters, rng: np.random.Generator, *, fs: int = 500
     cart would report them (MIMIC machine_measurements units: ms for rr_interval and for
     p_onset/p_end/qrs_onset/qrs_end/t_end measured on a median beat in the MIMIC convention,
     degrees for axes, None = not measurable, e.g. p_axis/p_onset/p_end in AF), plus statement lines."""
-    if fs <= 0 or n_samples <= 0:
-        raise ValueError(f"render_ecg: fs and n_samples must be positive, got fs={fs}, n_samples={n_samples}")
-    if not 20.0 <= params.heart_rate_bpm <= 300.0:
-        raise ValueError(f"render_ecg: heart_rate_bpm {params.heart_rate_bpm} outside 20-300")
+    _check_inputs(params, fs, n_samples)
     duration = n_samples / fs
     schedule = beat_schedule(params, rng, duration)
     visible = (schedule.onset >= 0.0) & (schedule.onset < duration)
@@ -529,15 +582,15 @@ def render_ecg(params: EcgParameters, rng: np.random.Generator, *, fs: int = 500
     rr_ref = (float(np.sort(rr_dominant)[rr_dominant.size // 2]) if rr_dominant.size
               else 60.0 / params.heart_rate_bpm)
     morph = build_morphology(params, rng, qt_ref_s=float(qt_for_rr(params.qtc_ms, rr_ref)))
-    placed = _place_beats(morph, schedule, params, resp_phase=float(rng.uniform(0, 2 * np.pi)),
-                          resp_hz=float(rng.uniform(0.2, 0.33)))
-    heart = rasterise(placed.start, placed.rise, placed.flat, placed.fall, placed.vector,
-                      fs=fs, n_samples=n_samples)[0]
+    start, rise, flat, fall, vector = _place_beats(morph, schedule, params,
+                                                   resp_phase=float(rng.uniform(0, 2 * np.pi)),
+                                                   resp_hz=float(rng.uniform(0.2, 0.33)))
+    heart = rasterise(start, rise, flat, fall, vector, fs=fs, n_samples=n_samples)[0]
     if params.rhythm == "atrial_fibrillation" and params.fibrillatory_wave_mv > 0:
         heart += fibrillatory_waves(params.fibrillatory_wave_mv, rng, fs=fs, n_samples=n_samples)
     noise = electrode_noise(params.noise, rng, fs=fs, n_samples=n_samples)
     lead_noise = noise_on_independent_leads(noise.potentials)
-    independent = (INDEPENDENT_LEAD_VECTORS @ heart + lead_noise).astype(np.float32)
+    independent = _LEAD_VECTORS_F32 @ heart.astype(np.float32) + lead_noise
     signal = expand_to_twelve_leads(independent)
     defects = apply_record_defects(signal, params.noise, rng, fs=fs)
     measurements = read_machine_measurements(

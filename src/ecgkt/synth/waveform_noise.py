@@ -14,6 +14,7 @@ record's noise to about one normal draw per noisy bin, which the speed budget (~
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,10 +37,11 @@ _ARTIFACT_DECAY_S = 0.4
 class ElectrodeNoise:
     """Noise per electrode (9, n) in mV, and which artefacts were actually rendered."""
 
-    potentials: NDArray[np.float64]
+    potentials: NDArray[np.float32]
     artifact_electrode: str | None
 
 
+@functools.lru_cache(maxsize=16)
 def _band_bins(lo_hz: float, hi_hz: float, fs: int, n_samples: int) -> NDArray[np.intp]:
     freqs = np.fft.rfftfreq(n_samples, d=1.0 / fs)
     return np.flatnonzero((freqs >= lo_hz) & (freqs <= hi_hz))
@@ -82,11 +84,12 @@ def electrode_noise(noise: NoiseParameters, rng: np.random.Generator, *, fs: int
     mains_phase = rng.uniform(0.0, 2 * np.pi, n_electrodes)
     if noise.mains_mv > 0 and on_grid:
         spectrum[:, round(mains_bin)] += mains_amp * n_samples / 2.0 * np.exp(1j * mains_phase)
-    potentials = np.fft.irfft(spectrum, n=n_samples, axis=1).astype(np.float64)
+    # complex64 in, float32 out (no copy): noise needs no more precision.
+    potentials = np.fft.irfft(spectrum, n=n_samples, axis=1).astype(np.float32, copy=False)
     if noise.mains_mv > 0 and not on_grid:
         t = np.arange(n_samples) / fs
         mains_angle = 2 * np.pi * noise.mains_hz * t[None, :] + mains_phase[:, None]
-        potentials += mains_amp[:, None] * np.cos(mains_angle)
+        potentials += (mains_amp[:, None] * np.cos(mains_angle)).astype(np.float32)
     artifact_electrode = None
     if noise.electrode_artifact:
         which = int(rng.integers(n_electrodes))
@@ -94,15 +97,15 @@ def electrode_noise(noise: NoiseParameters, rng: np.random.Generator, *, fs: int
         start = int(rng.uniform(0.05, 0.9) * n_samples)
         step_mv = rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 2.0)
         t_after = np.arange(n_samples - start) / fs
-        potentials[which, start:] += step_mv * np.exp(-t_after / _ARTIFACT_DECAY_S)
+        potentials[which, start:] += (step_mv * np.exp(-t_after / _ARTIFACT_DECAY_S)).astype(np.float32)
     return ElectrodeNoise(potentials=potentials, artifact_electrode=artifact_electrode)
 
 
-def noise_on_independent_leads(potentials: NDArray[np.float64]) -> NDArray[np.float64]:
+def noise_on_independent_leads(potentials: NDArray[np.float32]) -> NDArray[np.float32]:
     """Electrode noise (9, n) -> noise on the independent leads I, II, V1..V6 (8, n)."""
     ra, la, ll = potentials[0], potentials[1], potentials[2]
     wilson = (ra + la + ll) / 3.0
-    out = np.empty((8, potentials.shape[1]))
+    out = np.empty((8, potentials.shape[1]), dtype=potentials.dtype)
     out[0] = la - ra
     out[1] = ll - ra
     out[2:] = potentials[3:] - wilson[None, :]

@@ -82,7 +82,9 @@ def run_variant(config: RunConfig, store: Path, out: Path, variant: Variant, res
         finetune = run_baseline("signal", config, store, folders["finetune"], resume=resume)
     else:
         pretrain = run_pretrain(cfg, store, folders["pretrain"], resume=resume)
-        finetune = run_finetune(cfg, store, folders["finetune"], pretrained_encoder=pretrain.encoder_path, resume=resume)
+        finetune = run_finetune(
+            cfg, store, folders["finetune"], pretrained_encoder=pretrain.encoder_path, resume=resume
+        )
     labs = run_labs(cfg, store, folders["labs"], encoder=finetune.encoder_path, resume=resume)
     model = assemble_je_model(cfg, finetune, labs)
     scores = evaluate_je(cfg, store, model, folders["labs"] / "je")
@@ -124,7 +126,9 @@ def render_markdown(rows: list[dict[str, Any]], config: RunConfig, store: Path) 
     return "\n".join(lines)
 
 
-def run_ablation(config: RunConfig, store: str | Path, out_dir: str | Path, *, resume: bool = True) -> list[dict[str, Any]]:
+def run_ablation(
+    config: RunConfig, store: str | Path, out_dir: str | Path, *, resume: bool = True
+) -> list[dict[str, Any]]:
     store_path, out = Path(store), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = [run_variant(config, store_path, out, variant, resume) for variant in variants(config)]

@@ -134,27 +134,27 @@ def _score(config: RunConfig, targets: NDArray[np.float32], probs: NDArray[np.fl
     )
 
 
-def evaluate_je(
-    config: RunConfig, store: Path, model: EcgOnlyModel, out_dir: Path
-) -> dict[Task, dict[str, Score]]:
+def evaluate_je(config: RunConfig, store: Path, model: EcgOnlyModel, out_dir: Path) -> dict[Task, dict[str, Score]]:
     """Score the assembled model on val and test for both tasks; write predictions + per-label CSVs."""
     device = evaluation_device(config)
     results: dict[Task, dict[str, Score]] = {}
     titles = Store.open(store).manifest.diagnosis_titles
     for task in ("diagnoses", "labs"):
-        target: TargetName = task  # type: ignore[assignment]
+        target: TargetName = task
         datamodule = StoreDataModule(store, config.data, seed=config.seed, target=target)
         scores: dict[str, Score] = {}
         test_targets = None
         for split in ("val", "test"):
-            probs, targets = predict_with_model(model, datamodule, split, task, device)  # type: ignore[arg-type]
+            probs, targets = predict_with_model(model, datamodule, split, task, device)
             save_predictions(out_dir / f"predictions_{task}_{split}.npz", probs, targets, datamodule.label_names)
             scores[split] = _score(config, targets, probs, datamodule.label_names)
             if split == "test":
                 test_targets = targets
         assert test_targets is not None
-        write_per_label_csv(out_dir / f"per_label_auroc_{task}.csv", datamodule.label_names, test_targets, scores, titles)
-        results[task] = scores  # type: ignore[index]
+        write_per_label_csv(
+            out_dir / f"per_label_auroc_{task}.csv", datamodule.label_names, test_targets, scores, titles
+        )
+        results[task] = scores
     return results
 
 
@@ -168,7 +168,9 @@ def build_manifest(
         diagnosis_head=config.finetune.head,
         lab_head=config.labs.head,
         diagnosis_labels=list(stages["finetune"].metrics["labels"]),
-        diagnosis_titles={k: v for k, v in manifest.diagnosis_titles.items() if k in stages["finetune"].metrics["labels"]},
+        diagnosis_titles={
+            k: v for k, v in manifest.diagnosis_titles.items() if k in stages["finetune"].metrics["labels"]
+        },
         lab_labels=list(stages["labs"].metrics["labels"]),
         lab_reference_ranges=dict(manifest.lab_reference_ranges),
         preprocessing=BundlePreprocessing(
@@ -211,7 +213,7 @@ def run_stages(config: RunConfig, store: Path, out: Path, resume: bool) -> dict[
     )
     stages["labs"] = run_labs(config, store, out / "labs", encoder=stages["finetune"].encoder_path, resume=resume)
     for kind in ("signal", "mm-labs", "mm-diag"):
-        stages[f"baseline-{kind}"] = run_baseline(kind, config, store, out / f"baseline-{kind}", resume=resume)  # type: ignore[arg-type]
+        stages[f"baseline-{kind}"] = run_baseline(kind, config, store, out / f"baseline-{kind}", resume=resume)
     return stages
 
 
@@ -330,9 +332,14 @@ def run_benchmark(config: RunConfig, store: str | Path, out_dir: str | Path, *, 
             }
         )
     _write_plots(out, stages, je_dir)
-    table = Table1(rows=rows, cohort=_cohort_summary(store_path, stages), settings=_settings(config), stages={
-        name: {k: v for k, v in result.metrics.items() if k not in {"labels"}} for name, result in stages.items()
-    })
+    table = Table1(
+        rows=rows,
+        cohort=_cohort_summary(store_path, stages),
+        settings=_settings(config),
+        stages={
+            name: {k: v for k, v in result.metrics.items() if k not in {"labels"}} for name, result in stages.items()
+        },
+    )
     write_json(out / "table1.json", table.as_dict())
     atomic_write_text(out / "table1.md", render_markdown(table))
     return table
@@ -379,7 +386,9 @@ def _write_plots(out: Path, stages: dict[str, StageResult], je_dir: Path) -> Non
     lab_curves = {}
     probs, targets, _ = load_predictions(stages["baseline-mm-labs"].out_dir / "predictions_test.npz")
     lab_curves["Multimodal lab prediction"] = (
-        targets, probs, float(stages["baseline-mm-labs"].metrics["test"]["macro_auroc"] or np.nan)
+        targets,
+        probs,
+        float(stages["baseline-mm-labs"].metrics["test"]["macro_auroc"] or np.nan),
     )
     probs, targets, _ = load_predictions(je_dir / "predictions_labs_test.npz")
     lab_curves["JE + Reconstruction"] = (targets, probs, _macro(targets, probs))

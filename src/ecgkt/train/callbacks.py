@@ -20,7 +20,8 @@ class RngStateCallback(L.Callback):
     """Save the torch (CPU and CUDA), NumPy and Python RNG states in checkpoints; restore on resume."""
 
     def state_dict(self) -> dict[str, Any]:
-        kind, keys, position, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+        kind, keys, position, has_gauss, cached = np.random.get_state(legacy=True)
+        assert isinstance(keys, np.ndarray)
         version, python_state, gauss = random.getstate()
         return {
             "torch": torch.get_rng_state(),
@@ -40,7 +41,7 @@ class RngStateCallback(L.Callback):
 
 
 class StopAfterEpochs(L.Callback):
-    """Raise `SimulatedInterruption` at the start of epoch `epoch` — used by tests to emulate a kill
+    """Raise `SimulatedInterruptionError` at the start of epoch `epoch` — used by tests to emulate a kill
     after the checkpoint of the previous epoch was written."""
 
     def __init__(self, epoch: int) -> None:
@@ -48,8 +49,8 @@ class StopAfterEpochs(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch >= self.epoch:
-            raise SimulatedInterruption(f"simulated kill at the start of epoch {trainer.current_epoch}")
+            raise SimulatedInterruptionError(f"simulated kill at the start of epoch {trainer.current_epoch}")
 
 
-class SimulatedInterruption(RuntimeError):
+class SimulatedInterruptionError(RuntimeError):
     """Raised by `StopAfterEpochs`."""

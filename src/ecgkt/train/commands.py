@@ -82,7 +82,9 @@ def _print_metrics(title: str, metrics: dict[str, Any]) -> None:
         )
         table.add_row(split, "-" if macro is None else f"{macro:.3f}", ci, str(score.get("n_records", "")))
     if "best_val_loss" in metrics:
-        table.add_row("val loss", f"{metrics['best_val_loss']:.4f}", "-", str(metrics.get("n_records", {}).get("val", "")))
+        table.add_row(
+            "val loss", f"{metrics['best_val_loss']:.4f}", "-", str(metrics.get("n_records", {}).get("val", ""))
+        )
     Console().print(table)
 
 
@@ -94,8 +96,12 @@ def _run(body: Callable[[], None]) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("pretrain")
     def pretrain(
-        store: Path = STORE, out: Path = OUT, preset: str | None = PRESET, config: Path | None = CONFIG,
-        resume: bool = RESUME, seed: int | None = SEED,
+        store: Path = STORE,
+        out: Path = OUT,
+        preset: str | None = PRESET,
+        config: Path | None = CONFIG,
+        resume: bool = RESUME,
+        seed: int | None = SEED,
     ) -> None:
         """Stage 1: joint-embedding pretraining of the ECG encoder against tabular data (no labels)."""
 
@@ -109,9 +115,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("finetune")
     def finetune(
-        store: Path = STORE, out: Path = OUT,
+        store: Path = STORE,
+        out: Path = OUT,
         encoder: Path = typer.Option(..., "--encoder", help="Pretrain folder (or its encoder.safetensors)."),
-        preset: str | None = PRESET, config: Path | None = CONFIG, resume: bool = RESUME, seed: int | None = SEED,
+        preset: str | None = PRESET,
+        config: Path | None = CONFIG,
+        resume: bool = RESUME,
+        seed: int | None = SEED,
     ) -> None:
         """Stage 2: diagnosis head on the pretrained encoder (early layers frozen)."""
 
@@ -127,9 +137,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train-labs")
     def train_labs(
-        store: Path = STORE, out: Path = OUT,
+        store: Path = STORE,
+        out: Path = OUT,
         encoder: Path = typer.Option(..., "--encoder", help="Finetune folder (or its encoder.safetensors)."),
-        preset: str | None = PRESET, config: Path | None = CONFIG, resume: bool = RESUME, seed: int | None = SEED,
+        preset: str | None = PRESET,
+        config: Path | None = CONFIG,
+        resume: bool = RESUME,
+        seed: int | None = SEED,
     ) -> None:
         """Stage 3: lab-abnormality head on the same encoder as the diagnosis head."""
 
@@ -144,8 +158,12 @@ def register(app: typer.Typer) -> None:
     @app.command("train-baseline")
     def train_baseline(
         kind: str = typer.Argument(..., help="signal | mm-labs | mm-diag"),
-        store: Path = STORE, out: Path = OUT, preset: str | None = PRESET, config: Path | None = CONFIG,
-        resume: bool = RESUME, seed: int | None = SEED,
+        store: Path = STORE,
+        out: Path = OUT,
+        preset: str | None = PRESET,
+        config: Path | None = CONFIG,
+        resume: bool = RESUME,
+        seed: int | None = SEED,
     ) -> None:
         """A Table-1 baseline: signal-only, multimodal lab prediction, or multimodal classification."""
 
@@ -154,15 +172,19 @@ def register(app: typer.Typer) -> None:
 
             if kind not in BASELINES:
                 raise StageError(f"unknown baseline {kind!r}; choose one of {', '.join(BASELINES)}")
-            result = run_baseline(kind, _config(preset, config, seed), store, out, resume=resume)  # type: ignore[arg-type]
+            result = run_baseline(kind, _config(preset, config, seed), store, out, resume=resume)
             _print_metrics(f"baseline {kind} → {out}", result.metrics)
 
         _run(body)
 
     @app.command("benchmark")
     def benchmark(
-        store: Path = STORE, out: Path = OUT, preset: str | None = PRESET, config: Path | None = CONFIG,
-        resume: bool = RESUME, seed: int | None = SEED,
+        store: Path = STORE,
+        out: Path = OUT,
+        preset: str | None = PRESET,
+        config: Path | None = CONFIG,
+        resume: bool = RESUME,
+        seed: int | None = SEED,
     ) -> None:
         """All four rows of Table 1 from one config: table1.md/json, per-label CSVs, plots, the bundle."""
 
@@ -180,8 +202,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("ablation")
     def ablation(
-        store: Path = STORE, out: Path = OUT, preset: str | None = PRESET, config: Path | None = CONFIG,
-        resume: bool = RESUME, seed: int | None = SEED,
+        store: Path = STORE,
+        out: Path = OUT,
+        preset: str | None = PRESET,
+        config: Path | None = CONFIG,
+        resume: bool = RESUME,
+        seed: int | None = SEED,
     ) -> None:
         """Pretraining objective (none / Barlow Twins / VICReg / InfoNCE) and frozen-layer ablations."""
 

@@ -68,8 +68,7 @@ class EpochCropSampler(Sampler[tuple[int, int]]):
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(self.n_items) if self.shuffle else np.arange(self.n_items)
         starts = rng.integers(0, self.max_start + 1, size=self.n_items)
-        for position, start in zip(order.tolist(), starts.tolist(), strict=True):
-            yield position, start
+        yield from zip(order.tolist(), starts.tolist(), strict=True)
 
 
 class EcgWindowDataset(Dataset[dict[str, torch.Tensor]]):
@@ -213,7 +212,9 @@ class StoreDataModule(L.LightningDataModule):
             tabular = None
             if self._tabular is not None:
                 tabular = TabularInputs(
-                    self._tabular.numeric[rows], self._tabular.categorical[rows], self._tabular.categorical_cardinalities
+                    self._tabular.numeric[rows],
+                    self._tabular.categorical[rows],
+                    self._tabular.categorical_cardinalities,
                 )
             self.datasets[split] = EcgWindowDataset(
                 self.store.path / "signals.npy",

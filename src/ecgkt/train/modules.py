@@ -136,8 +136,9 @@ class JointEmbeddingModule(L.LightningModule):
         if len(batch["x"]) < 2:
             return  # batch statistics are undefined for a single record
         loss = self.objective(*self.embeddings(batch))
-        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["x"]),
-                 sync_dist=True)
+        self.log(
+            "val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["x"]), sync_dist=True
+        )
 
     def configure_optimizers(self) -> Any:
         ordinary, ssm = _split_encoder_parameters(self.encoder)
@@ -148,7 +149,11 @@ class JointEmbeddingModule(L.LightningModule):
         ]
         lr, wd = self.optim.lr, self.optim.weight_decay
         groups = _parameter_groups(
-            [("encoder", ordinary, lr, wd), ("ssm", ssm, self.optim.ssm_lr or lr, 0.0), ("tabular+projectors", rest, lr, wd)]
+            [
+                ("encoder", ordinary, lr, wd),
+                ("ssm", ssm, self.optim.ssm_lr or lr, 0.0),
+                ("tabular+projectors", rest, lr, wd),
+            ]
         )
         return _configure_adamw(self, groups, self.optim)
 
@@ -266,8 +271,9 @@ class SupervisedModule(L.LightningModule):
             return
         probs, targets = torch.cat(self._val_probs), torch.cat(self._val_targets)
         if self.trainer.world_size > 1:  # every rank scores the whole validation set
-            probs = self.all_gather(probs).flatten(0, 1)
-            targets = self.all_gather(targets).flatten(0, 1)
+            gathered_probs, gathered_targets = self.all_gather(probs), self.all_gather(targets)
+            assert isinstance(gathered_probs, Tensor) and isinstance(gathered_targets, Tensor)
+            probs, targets = gathered_probs.flatten(0, 1), gathered_targets.flatten(0, 1)
         auroc = masked_macro_auroc(targets.cpu().numpy(), probs.cpu().numpy())
         self.log("val_macro_auroc", float(auroc), prog_bar=True, sync_dist=False)
         self._val_probs.clear()

@@ -67,7 +67,7 @@ def plot_learning_curves(path: Path, histories: Mapping[str, Sequence[Mapping[st
     n_cols = min(3, max(1, len(names)))
     n_rows = max(1, -(-len(names) // n_cols))
     figure, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.2 * n_rows), squeeze=False)
-    for axis in axes.flat[len(names):]:
+    for axis in axes.flat[len(names) :]:
         axis.set_visible(False)
     for axis, name in zip(axes.flat, names, strict=False):
         history = histories[name]

@@ -41,7 +41,7 @@ from ecgkt.store import FeatureGroup, Split
 from ecgkt.train.callbacks import RngStateCallback
 from ecgkt.train.data import StoreDataModule, TargetName
 from ecgkt.train.evaluation import Score, save_predictions, score_predictions, write_json, write_per_label_csv
-from ecgkt.train.modules import JointEmbeddingModule, SupervisedModule, predict_split
+from ecgkt.train.modules import EcgClassifier, JointEmbeddingModule, SupervisedModule, predict_split
 
 BaselineKind = Literal["signal", "mm-labs", "mm-diag"]
 BASELINES: tuple[BaselineKind, ...] = ("signal", "mm-labs", "mm-diag")
@@ -134,10 +134,14 @@ def build_trainer(
         monitor=monitor,
         mode=mode,
         save_top_k=1,
-        save_last=True,
         enable_version_counter=False,
     )
-    callbacks: list[Callback] = [checkpoint, RngStateCallback(), *extra_callbacks]
+    # Lightning's own `save_last` only refreshes last.ckpt when a new best is saved; resuming needs
+    # the latest epoch, so a second, unmonitored checkpoint overwrites last.ckpt every epoch.
+    latest = ModelCheckpoint(
+        dirpath=out_dir / "checkpoints", filename="last", save_top_k=1, monitor=None, enable_version_counter=False
+    )
+    callbacks: list[Callback] = [checkpoint, latest, RngStateCallback(), *extra_callbacks]
     if config.trainer.progress_bar:
         callbacks.append(RichProgressBar(leave=True))
     trainer = L.Trainer(
@@ -208,9 +212,7 @@ def _best_epoch(checkpoint_path: Path) -> int | None:
 def read_history(out_dir: Path) -> list[dict[str, float]]:
     """Per-epoch metrics (train_loss, val_loss, val_macro_auroc) merged over every attempt's CSV."""
     by_epoch: dict[int, dict[str, float]] = {}
-    logs = sorted(
-        (out_dir / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1])
-    )
+    logs = sorted((out_dir / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1]))
     for path in logs:
         with path.open(newline="") as stream:
             for row in csv.DictReader(stream):
@@ -361,7 +363,7 @@ def run_supervised(
         return StageResult(spec.name, out, {})
     _save_weights(out / ENCODER_FILE, module.encoder)
     _save_weights(out / MODEL_FILE, module.net)
-    if not module.uses_tabular:
+    if isinstance(module.net, EcgClassifier):
         _save_weights(out / HEAD_FILE, module.net.head)
     metrics = _score_splits(module, datamodule, config, out)
     metrics.update(
@@ -395,7 +397,7 @@ def _score_splits(
     targets_by_split = {}
     titles = datamodule.store.manifest.diagnosis_titles
     for split in ("val", "test"):
-        split_name: Split = split  # type: ignore[assignment]
+        split_name: Split = split
         probs, targets = predict_split(module, datamodule.eval_dataloader(split_name), device)
         save_predictions(out / f"predictions_{split}.npz", probs, targets, datamodule.label_names)
         scores[split] = score_predictions(
@@ -482,7 +484,11 @@ def run_finetune(
     extra_callbacks: Sequence[Callback] = (),
 ) -> StageResult:
     return run_supervised(
-        finetune_spec(config, pretrained_encoder), config, store, out_dir, resume=resume,
+        finetune_spec(config, pretrained_encoder),
+        config,
+        store,
+        out_dir,
+        resume=resume,
         extra_callbacks=extra_callbacks,
     )
 

@@ -1,0 +1,119 @@
+"""`ecgkt build`: the command line around `build_store`. Heavy imports stay inside the command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build")(build)
+
+
+def build(
+    out: Path = typer.Option(..., "--out", help="Store folder to create (written to OUT.partial, then renamed)."),
+    ecg: Path | None = typer.Option(
+        None, "--ecg", help="MIMIC-IV-ECG folder (record_list.csv, files/).", file_okay=False, dir_okay=True
+    ),
+    hosp: Path | None = typer.Option(
+        None, "--hosp", help="MIMIC-IV hosp folder (labevents.csv.gz, ...).", file_okay=False, dir_okay=True
+    ),
+    ed: Path | None = typer.Option(
+        None, "--ed", help="MIMIC-IV-ED ed folder (edstays.csv.gz, ...).", file_okay=False, dir_okay=True
+    ),
+    synthetic: Path | None = typer.Option(
+        None,
+        "--synthetic",
+        help="Root written by `ecgkt synth --out ROOT` (instead of --ecg/--hosp/--ed).",
+        file_okay=False,
+        dir_okay=True,
+    ),
+    workers: int = typer.Option(2, "--workers", min=1, help="Worker processes reading WFDB records."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the fold assignment."),
+    min_label_count: int | None = typer.Option(
+        None, "--min-label-count", min=1, help="Absolute minimum positives per diagnosis label (paper: 230)."
+    ),
+    min_label_fraction: float = typer.Option(
+        0.005,
+        "--min-label-fraction",
+        min=0.0,
+        max=0.999,
+        help="Relative minimum (fraction of records, at least 10) when --min-label-count is not given.",
+    ),
+    lab_min_positives: int = typer.Option(
+        10, "--lab-label-min-positives", min=0, help="Lab label kept with >= this many positives in val and test."
+    ),
+    lab_min_negatives: int = typer.Option(
+        10, "--lab-label-min-negatives", min=0, help="Lab label kept with >= this many negatives in val and test."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store at --out."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Build the emergency-department cohort store (MDS-ED protocol) from MIMIC folders.
+
+    A killed build resumes where it stopped when run again with the same inputs and settings.
+    """
+    from pydantic import ValidationError
+    from rich.console import Console
+
+    from ecgkt.build.config import BuildConfig
+    from ecgkt.build.pipeline import build_store
+    from ecgkt.build.sources import BuildInputError
+    from ecgkt.mimic.layout import MimicFolders
+    from ecgkt.store import StoreError
+
+    console = Console(stderr=True)
+
+    def fail(message: str) -> typer.Exit:
+        console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+        return typer.Exit(code=2)
+
+    if synthetic is not None:
+        if any(p is not None for p in (ecg, hosp, ed)):
+            raise fail("pass either --synthetic ROOT or --ecg/--hosp/--ed, not both")
+        folders = MimicFolders.from_synthetic_root(synthetic)
+    else:
+        missing = [name for name, value in (("--ecg", ecg), ("--hosp", hosp), ("--ed", ed)) if value is None]
+        if missing:
+            raise fail(f"missing {', '.join(missing)} (or pass --synthetic ROOT for a synthetic cohort)")
+        assert ecg is not None and hosp is not None and ed is not None
+        folders = MimicFolders(ecg, hosp, ed)
+    try:
+        config = BuildConfig(
+            workers=workers,
+            seed=seed,
+            min_label_count=min_label_count,
+            min_label_fraction=min_label_fraction,
+            lab_label_min_positives=lab_min_positives,
+            lab_label_min_negatives=lab_min_negatives,
+        )
+        store = build_store(folders, out, config, overwrite=overwrite, progress=not quiet, console=console)
+    except (BuildInputError, StoreError) as error:
+        raise fail(str(error)) from None
+    except ValidationError as error:
+        raise fail(f"invalid option: {error.errors()[0]['msg']}") from None
+    _print_summary(store, console)
+
+
+def _print_summary(store: Path, console: object) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    assert isinstance(console, Console)
+    report = json.loads((store / "build_report.json").read_text())
+    counts = Table(title=f"Store {store}", show_header=False)
+    for name, value in report["counts"].items():
+        counts.add_row(name, f"{value:,}")
+    counts.add_row("build time", f"{report['seconds']:.1f} s" + (" (resumed)" if report.get("resumed") else ""))
+    console.print(counts)
+    if report["skips"]:
+        skips = Table(title="Skipped / repaired (details in build_report.json)")
+        for column in ("rule", "action", "count", "first example"):
+            skips.add_column(column, overflow="fold")
+        for key, entry in report["skips"].items():
+            example = entry["examples"][0] if entry["examples"] else ""
+            skips.add_row(key, entry["action"], f"{entry['count']:,}", example)
+        console.print(skips)
+    console.print(f"cohort report: {store / 'cohort_report.md'}")

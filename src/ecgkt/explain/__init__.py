@@ -1,0 +1,1 @@
+"""Explanations grounded in lab abnormalities: methods, the sparse surrogate, calibration, evaluation."""

@@ -1,0 +1,1 @@
+"""Prediction on single ECGs: the engine shared by `ecgkt predict`, `ecgkt report` and the service."""

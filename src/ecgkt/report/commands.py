@@ -1,0 +1,95 @@
+"""CLI: `ecgkt report BUNDLE INPUT --out report.html|report.pdf` — the clinical report of one ECG.
+
+The format follows the extension of `--out`. Heavy imports stay inside the command so `ecgkt --help`
+stays fast; a bad input or bundle prints one red line naming it and exits with code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)
+
+
+def report(
+    bundle: Path = typer.Argument(..., help="Model bundle folder.", show_default=False),
+    input_path: Path = typer.Argument(
+        ..., metavar="INPUT", help="One ECG: WFDB record or .hea, DICOM .dcm, .npy or .npz.", show_default=False
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="report.html or report.pdf (format from the extension).", show_default=False
+    ),
+    missing_leads: str = typer.Option("error", "--missing-leads", help="error | zero."),
+    sampling_rate: float | None = typer.Option(None, "--sampling-rate", help="Sampling rate in Hz (for .npy)."),
+    leads: str | None = typer.Option(None, "--leads", help="Comma-separated lead names in the file's channel order."),
+    units: str = typer.Option("auto", "--units", help="auto | mV | uV."),
+    explanation: str | None = typer.Option(
+        None, "--explanation", help="surrogate | gradient | gradient_x_probability (default: surrogate)."
+    ),
+) -> None:
+    """Write the report of one ECG: 12-lead tracing, diagnoses with supporting labs, model statement."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+
+    def fail(message: object) -> typer.Exit:
+        console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+        return typer.Exit(code=2)
+
+    suffix = out.suffix.lower()
+    if suffix not in (".html", ".htm", ".pdf"):
+        raise fail(f"{out}: --out must end in .html or .pdf")
+    if units.lower() not in ("auto", "mv", "uv", "µv"):
+        raise fail(f"--units must be auto, mV or uV, got {units!r}")
+    if missing_leads not in ("error", "zero"):
+        raise fail(f"--missing-leads must be error or zero, got {missing_leads!r}")
+
+    from ecgkt.bundle import BundleError, load_bundle
+    from ecgkt.explain.supporting_labs import ExplanationError
+    from ecgkt.predict.engine import Predictor
+    from ecgkt.report.html import render_report_html, report_content
+    from ecgkt.report.pdf import write_report_pdf
+    from ecgkt.signals.readers import EcgInputError, read_ecg
+
+    reader_kwargs: dict[str, object] = {"missing_leads": missing_leads, "units": units}
+    if sampling_rate is not None:
+        reader_kwargs["sampling_rate_hz"] = sampling_rate
+    if leads is not None:
+        reader_kwargs["lead_names"] = [name.strip() for name in leads.split(",") if name.strip()]
+    try:
+        predictor = Predictor(load_bundle(bundle), explanation=explanation)  # type: ignore[arg-type]
+        ecg = read_ecg(input_path, **reader_kwargs)  # type: ignore[arg-type]
+        result = predictor.predict(ecg)
+    except (EcgInputError, BundleError, ExplanationError, FileNotFoundError) as error:
+        raise fail(error) from None
+    method = predictor.explanation_method
+    if suffix == ".pdf":
+        content = report_content(result, ecg, predictor.manifest, explanation_method=method)
+        write_report_pdf(out, content, ecg)
+    else:
+        html = render_report_html(result, ecg, predictor.manifest, explanation_method=method)
+        _write_text(out, html)
+    positives = [d.code for d in result.diagnoses if d.positive]
+    console.print(
+        f"wrote {out} ({len(positives)} positive diagnoses{': ' + ', '.join(positives[:5]) if positives else ''})",
+        highlight=False,
+    )
+
+
+def _write_text(path: Path, text: str) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

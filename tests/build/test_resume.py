@@ -1,0 +1,75 @@
+"""A killed build resumes from its chunk markers and ends equal to an uninterrupted build."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+import ecgkt.build.pipeline as pipeline
+from conftest import TINY_CONFIG
+from ecgkt.build.pipeline import build_store
+from ecgkt.mimic.layout import MimicFolders
+from ecgkt.store import Store
+
+
+class KilledError(Exception):
+    """Stands in for SIGKILL in the middle of the signal stage."""
+
+
+def _kill_after(n: int, seen: list[int]):  # type: ignore[no-untyped-def]
+    def hook(index: int) -> None:
+        seen.append(index)
+        if len(seen) >= n:
+            raise KilledError
+
+    return hook
+
+
+def _assert_same_store(a: Path, b: Path) -> None:
+    sa, sb = Store.open(a), Store.open(b)
+    np.testing.assert_array_equal(np.asarray(sa.signals), np.asarray(sb.signals))
+    for name in ("records.parquet", "features.parquet", "diagnoses.parquet", "lab_labels.parquet"):
+        assert pl.read_parquet(a / name).equals(pl.read_parquet(b / name)), name
+    ma, mb = (json.loads((p / "manifest.json").read_text()) for p in (a, b))
+    for manifest in (ma, mb):
+        manifest.pop("created_utc")
+        manifest["build_parameters"].pop("workers")
+    assert ma == mb
+
+
+def test_killed_build_resumes_without_redoing_work(
+    tiny_folders: MimicFolders, tiny_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "store"
+    seen: list[int] = []
+    with pytest.raises(KilledError):
+        build_store(tiny_folders, out, TINY_CONFIG, on_signal_chunk=_kill_after(2, seen))
+    staging = tmp_path / "store.partial"
+    assert not out.exists() and staging.is_dir()
+    assert len(list((staging / ".build" / "signals").glob("chunk_*.json"))) == 2
+
+    def no_second_pass(*args: object, **kwargs: object) -> None:
+        raise AssertionError("labevents streamed again on resume")
+
+    monkeypatch.setattr(pipeline, "stream_labevents", no_second_pass)
+    resumed: list[int] = []
+    build_store(tiny_folders, out, TINY_CONFIG.model_copy(update={"workers": 2}), on_signal_chunk=resumed.append)
+    n_chunks = -(-len(Store.open(out)) // TINY_CONFIG.signal_chunk_records)
+    assert sorted(resumed) == sorted(set(range(n_chunks)) - set(seen))
+    assert not staging.exists()
+    _assert_same_store(out, tiny_store)
+
+
+def test_staging_of_other_settings_is_discarded(tiny_folders: MimicFolders, tmp_path: Path) -> None:
+    out = tmp_path / "store"
+    with pytest.raises(KilledError):
+        build_store(tiny_folders, out, TINY_CONFIG, on_signal_chunk=_kill_after(1, []))
+    processed: list[int] = []
+    build_store(tiny_folders, out, TINY_CONFIG.model_copy(update={"seed": 7}), on_signal_chunk=processed.append)
+    n_chunks = -(-len(Store.open(out)) // TINY_CONFIG.signal_chunk_records)
+    assert sorted(processed) == list(range(n_chunks))
+    assert Store.open(out).manifest.folds.seed == 7

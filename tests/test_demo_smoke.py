@@ -1,0 +1,35 @@
+"""`ecgkt demo` end to end (slow): synthetic cohort → build → benchmark → bundle, then resume skips all."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ecgkt.bundle import load_bundle
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_and_resume(tmp_path: Path) -> None:
+    from ecgkt.demo import run_demo
+
+    torch.set_num_threads(2)
+    out = tmp_path / "demo"
+    # smoke preset and relaxed lab-label thresholds keep this at ~2 minutes on 2 cores
+    tiny_build = {"lab_label_min_positives": 3, "lab_label_min_negatives": 3}
+    bench = run_demo(out, patients=300, preset="smoke", build_overrides=tiny_build)
+    table = json.loads((bench / "table1.json").read_text())
+    assert [row["key"] for row in table["rows"]] == ["signal", "mm-labs", "mm-diag", "je"]
+    assert all(
+        row[task]["macro_auroc"] is not None
+        for row in table["rows"]
+        for task in ("diagnoses", "labs")
+        if row[task] is not None
+    )
+    bundle = load_bundle(bench / "bundle")
+    assert bundle.manifest.diagnosis_labels and bundle.manifest.lab_labels
+    stamp = (bench / "finetune" / "metrics.json").stat().st_mtime_ns
+    run_demo(out, patients=300, preset="smoke", build_overrides=tiny_build)  # resumes: every step is skipped
+    assert (bench / "finetune" / "metrics.json").stat().st_mtime_ns == stamp

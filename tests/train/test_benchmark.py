@@ -1,0 +1,98 @@
+"""`ecgkt benchmark` and `ecgkt ablation` end to end on a tiny store (smoke preset)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ecgkt.bundle import load_bundle
+from ecgkt.cli import app
+from ecgkt.train.evaluation import load_predictions
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def benchmark_dir(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("bench") / "bench"
+    result = runner.invoke(app, ["benchmark", "--store", str(tiny_store), "--out", str(out), "--preset", "smoke"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_table1_outputs(benchmark_dir: Path) -> None:
+    table = json.loads((benchmark_dir / "table1.json").read_text())
+    rows = {row["key"]: row for row in table["rows"]}
+    assert list(rows) == ["signal", "mm-labs", "mm-diag", "je"]
+    assert rows["signal"]["labs"] is None and rows["mm-labs"]["diagnoses"] is None
+    assert rows["je"]["inference"] == {"routine": False, "lab": False, "diagnoses": False}
+    assert rows["mm-diag"]["inference"] == {"routine": True, "lab": True, "diagnoses": False}
+    assert rows["mm-labs"]["training"] == {"routine": True, "lab": True, "diagnoses": False}
+    assert rows["je"]["paper"] == {"diagnoses": 0.795, "labs": 0.701}
+    for row in rows.values():
+        for task in ("diagnoses", "labs"):
+            score = row[task]
+            if score is not None:
+                assert score["ci_low"] <= score["macro_auroc"] <= score["ci_high"]
+    markdown = (benchmark_dir / "table1.md").read_text()
+    assert "| JE + Reconstruction |" in markdown and "●" in markdown and "○" in markdown
+    for name in ("roc_diagnoses.png", "roc_labs.png", "learning_curves.png"):
+        assert (benchmark_dir / "plots" / name).stat().st_size > 1000
+    assert sorted(p.name for p in (benchmark_dir / "per_label").iterdir()) == [
+        "je_diagnoses.csv",
+        "je_labs.csv",
+        "mm-diag_diagnoses.csv",
+        "mm-labs_labs.csv",
+        "signal_diagnoses.csv",
+    ]
+
+
+def test_one_encoder_serves_both_heads(benchmark_dir: Path) -> None:
+    """With the stage-3 encoder frozen, the JE diagnosis score is exactly stage 2's."""
+    je = json.loads((benchmark_dir / "table1.json").read_text())["rows"][3]["diagnoses"]
+    finetune = json.loads((benchmark_dir / "finetune" / "metrics.json").read_text())["test"]
+    assert je["macro_auroc"] == pytest.approx(finetune["macro_auroc"], abs=1e-6)
+
+
+def test_bundle_reproduces_the_benchmark_predictions(benchmark_dir: Path, tiny_store: Path) -> None:
+    from ecgkt.config import load_config
+    from ecgkt.train.data import StoreDataModule
+
+    bundle = load_bundle(benchmark_dir / "bundle")
+    assert bundle.manifest.diagnosis_labels == ["I48", "E11", "R07"]
+    assert bundle.manifest.diagnosis_titles["I48"] == "Atrial fibrillation and flutter"
+    assert bundle.manifest.lab_labels == ["Potassium_high", "Glucose_high"]
+    assert set(bundle.manifest.validation_auroc_lab) == {"Potassium_high", "Glucose_high"}
+    assert bundle.manifest.preprocessing.leads[:3] == ["I", "II", "III"]
+    expected, _, _ = load_predictions(benchmark_dir / "je" / "predictions_labs_test.npz")
+    dm = StoreDataModule(tiny_store, load_config("smoke").data, seed=0, target="labs")
+    with torch.no_grad():
+        probs = torch.cat([bundle.model.predict_windows(batch["x"])[1] for batch in dm.eval_dataloader("test")])
+    np.testing.assert_allclose(probs.numpy(), expected, atol=1e-6)
+
+
+def test_ablation_reuses_the_benchmark_runs(benchmark_dir: Path, tiny_store: Path) -> None:
+    before = (benchmark_dir / "finetune" / "metrics.json").stat().st_mtime_ns
+    result = runner.invoke(
+        app, ["ablation", "--store", str(tiny_store), "--out", str(benchmark_dir), "--preset", "smoke", "--resume"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (benchmark_dir / "finetune" / "metrics.json").stat().st_mtime_ns == before  # reused, not retrained
+    rows = json.loads((benchmark_dir / "ablation.json").read_text())["rows"]
+    assert [(r["objective"], r["freeze_layers"]) for r in rows] == [
+        ("none", 0),
+        ("barlow_twins", 1),
+        ("barlow_twins", 0),
+        ("barlow_twins", 2),
+    ]
+    assert rows[1]["folders"]["finetune"].endswith("/finetune")
+    assert rows[0]["folders"]["finetune"].endswith("/baseline-signal")
+    assert (benchmark_dir / "ablation" / "finetune-barlow_twins-freeze2").is_dir()
+    markdown = (benchmark_dir / "ablation.md").read_text()
+    assert markdown.count("\n| ") == 5  # header + 4 variants
