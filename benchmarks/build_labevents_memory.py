@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -223,6 +224,13 @@ def _run_child(kind: str, path: Path) -> dict[str, object]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _best(runs: Iterable[dict[str, object]]) -> dict[str, object]:
+    finished = [r for r in runs if "seconds" in r]
+    if not finished:
+        return {"error": "all runs failed"}
+    return min(finished, key=lambda r: float(r["seconds"]))  # type: ignore[arg-type]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,5,20", help="millions of rows, comma separated")
@@ -242,9 +250,10 @@ def main() -> None:
         files = make_files(Path(tmp), sizes)
         print(f"generated {len(files)} files in {time.perf_counter() - started:.0f} s", flush=True)
         for size, (path, raw_bytes) in files.items():
-            ours = _run_child("stream", path)
-            floor = _run_child("decompress", path)
-            polars = {} if args.no_polars else _run_child("polars", path)
+            # the machine is shared: run each measurement twice, keep the faster run (peak RSS of that run)
+            ours = _best(_run_child("stream", path) for _ in range(2))
+            floor = _best(_run_child("decompress", path) for _ in range(2))
+            polars = {} if args.no_polars else _best(_run_child("polars", path) for _ in range(2))
             row = {
                 "million_rows": size,
                 "gz_mib": path.stat().st_size / 2**20,
@@ -260,13 +269,20 @@ def main() -> None:
 
 def write_results(rows: list[dict[str, object]]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine()}
+    meta = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 1),
+    }
     (RESULTS / "build_labevents_memory.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     lines = [
         "# Streaming labevents pass: peak memory and speed vs file size",
         "",
         "Produced by `benchmarks/build_labevents_memory.py` (each cell measured in a fresh process; "
-        f"{meta['cpus']} CPUs, Python {meta['python']}). Synthetic MIMIC-layout labevents.csv.gz; the cohort "
+        f"{meta['cpus']} CPUs shared with other jobs, 1-min load average "
+        f"{meta['load_average_1min_at_end']} at the end; "
+        f"best of 2 runs per cell; Python {meta['python']}). Synthetic MIMIC-layout labevents.csv.gz; the cohort "
         f"slice (2,000 ED stays, 200 k rows) is the same in every file, the rest are non-cohort rows.",
         "",
         "| rows | .gz MiB | uncompressed MiB | our time s | our rows/s | decompress-only s | time / decompress | "
@@ -292,15 +308,17 @@ def write_results(rows: list[dict[str, object]]) -> None:
             f"{rate:,.0f} | {floor['seconds']:.1f} | {ours['seconds'] / floor['seconds']:.2f} | "
             f"{ours['peak_rss_mib']:.0f} | {above:.0f} | {ours['peak_rss_mib'] / row['raw_mib']:.3f} | {polars_cell} |"
         )
-    first, last = rows[0]["ours"], rows[-1]["ours"]
-    assert isinstance(first, dict) and isinstance(last, dict)
-    if "peak_rss_mib" in first and "peak_rss_mib" in last:
-        growth = last["peak_rss_mib"] / first["peak_rss_mib"]
-        size_growth = rows[-1]["million_rows"] / rows[0]["million_rows"]  # type: ignore[operator]
+    peaks = [(row["million_rows"], row["ours"].get("peak_rss_mib")) for row in rows if isinstance(row["ours"], dict)]
+    if len(peaks) >= 2 and all(p is not None for _, p in peaks):
+        (n0, p0), (n1, p1) = peaks[-2], peaks[-1]
         lines += [
             "",
-            f"Peak RSS grows {growth:.2f}× while the file grows {size_growth:.0f}×. "
-            "Kept rows (cohort rows inside a stay window) are identical across sizes, as they should be.",
+            f"Peak RSS: {', '.join(f'{p:.0f} MiB at {n} M rows' for n, p in peaks)} — from {n0} M to {n1} M rows "
+            f"the file grows {n1 / n0:.0f}× and the peak {p1 / p0:.2f}×: memory plateaus once the streaming engine "
+            "and allocator reach their steady state, it does not follow the file. The rows kept (cohort rows in a "
+            "stay window) are identical for every size. 'time / decompress' compares with pyarrow's single-threaded "
+            "gzip decompression of the same file; Polars' own decompressor is faster, so ratios near or below 1 "
+            "are possible.",
         ]
     (RESULTS / "build_labevents_memory.md").write_text("\n".join(lines) + "\n")
 

@@ -66,17 +66,29 @@ def write_records(root: Path, n: int, seed: int = 0) -> list[str]:
     return bases
 
 
-def time_builder(bases: list[str], workers: int, folder: Path) -> float:
-    """Wall time of ingest_signals (pool start-up included) into a fresh memmap."""
+def time_builder(bases: list[str], workers: int, folder: Path) -> tuple[float, float]:
+    """Wall time of ingest_signals into a fresh memmap (pool start-up included), and the steady-state
+    rate: records per second after the first chunk came back (start-up excluded)."""
     path = folder / f"signals_{workers}.npy"
     array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(bases), 12, 1000))
     del array
+    progress: list[tuple[float, int]] = []
     started = time.perf_counter()
-    markers = ingest_signals(bases, bases, path, folder / f"state_{workers}", chunk_records=256, workers=workers)
+    markers = ingest_signals(
+        bases,
+        bases,
+        path,
+        folder / f"state_{workers}",
+        chunk_records=256,
+        workers=workers,
+        on_records=lambda n: progress.append((time.perf_counter(), n)),
+    )
     seconds = time.perf_counter() - started
     statuses = [s for m in markers for s in m["statuses"]]  # type: ignore[attr-defined]
     assert statuses.count(OK) == len(bases), "every benchmark record must be read"
-    return seconds
+    first_time, first_count = progress[0]
+    steady = (len(bases) - first_count) / (started + seconds - first_time)
+    return seconds, steady
 
 
 def time_references(bases: list[str], sample: int) -> dict[str, float]:
@@ -113,7 +125,9 @@ def main() -> None:
         folder = Path(tmp)
         bases = write_records(folder / "ecg", args.records)
         references = time_references(bases, min(300, args.records))
-        seconds = {workers: time_builder(bases, workers, folder) for workers in (1, 2)}
+        timed = {workers: time_builder(bases, workers, folder) for workers in (1, 2)}
+    seconds = {w: t[0] for w, t in timed.items()}
+    steady = {w: t[1] for w, t in timed.items()}
     rates = {w: args.records / s for w, s in seconds.items()}
     result = {
         "records": args.records,
@@ -122,7 +136,9 @@ def main() -> None:
         "python": platform.python_version(),
         "seconds": seconds,
         "records_per_second": rates,
+        "steady_records_per_second": steady,
         "speedup_2_vs_1": rates[2] / rates[1],
+        "steady_speedup_2_vs_1": steady[2] / steady[1],
         "reference_seconds_per_record": references,
     }
     print(json.dumps(result, indent=2))
@@ -136,14 +152,22 @@ def main() -> None:
         f"10 s, format 16), page cache warm, {result['cpus']} CPUs, 1-min load average at the end "
         f"{result['load_average_1min']:.1f} (the machine is shared; a load above the CPU count slows every figure).",
         "",
-        "| workers | seconds | records/s | vs 1 worker | target |",
-        "|---:|---:|---:|---:|---|",
+        "| workers | wall s (start-up incl.) | records/s overall | records/s after start-up | "
+        "vs 1 worker (after start-up) |",
+        "|---:|---:|---:|---:|---:|",
     ]
     for workers in (1, 2):
         lines.append(
-            f"| {workers} | {seconds[workers]:.1f} | {rates[workers]:,.0f} | {rates[workers] / rates[1]:.2f}× | "
-            f"{'≥ 300 records/s on 2 cores: ' + ('met' if rates[2] >= 300 else 'NOT met') if workers == 2 else ''} |"
+            f"| {workers} | {seconds[workers]:.1f} | {rates[workers]:,.0f} | {steady[workers]:,.0f} | "
+            f"{steady[workers] / steady[1]:.2f}× |"
         )
+    lines += [
+        "",
+        f"Target ≥ 300 records/s on 2 cores: overall {rates[2]:,.0f} records/s "
+        f"({'met' if rates[2] >= 300 else 'NOT met'}), after start-up {steady[2]:,.0f} records/s "
+        f"({'met' if steady[2] >= 300 else 'NOT met'}). With 1 worker the records are read in the main "
+        "process (no pool); with 2 a fork server starts the workers once per build.",
+    ]
     lines += [
         "",
         "References (one process, per record, same files):",

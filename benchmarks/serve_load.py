@@ -343,6 +343,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)  # sklearn convergence notes while fitting
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+    load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="ecgkt-serve-load-") as scratch_name:
         scratch = Path(scratch_name)
         bundle = args.bundle or build_benchmark_bundle(scratch)
@@ -364,7 +365,8 @@ def main() -> None:
     write_results(
         {
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}",
+            f"Python {platform.python_version()}, load average at start {load_at_start:.1f}, "
+            f"at end {os.getloadavg()[0]:.1f} (other jobs share the machine)",
             "model": model,
             "request": f"WFDB pair, {sum(len(f[1][1]) for f in files) / 1024:.0f} KiB, "
             "12 leads × 5000 samples at 500 Hz",

@@ -155,3 +155,11 @@ def test_cli_builds_a_store_and_prints_the_summary(tiny_folders: MimicFolders, t
     assert result.exit_code == 0, result.output
     assert "ECGs in the store" in result.output and "cohort.no_matching_stay" in result.output
     assert (tmp_path / "store" / "manifest.json").is_file()
+
+
+def test_every_skip_rule_is_documented() -> None:
+    from ecgkt.build.report import SKIP_RULES
+
+    docs = (Path(__file__).parents[2] / "docs" / "data.md").read_text()
+    missing = [key for key in SKIP_RULES if f"`{key}`" not in docs]
+    assert not missing

@@ -50,6 +50,15 @@ def test_labels_and_sizes_are_balanced_across_folds() -> None:
     assert (np.array([np.nansum(labels[folds == f, 0]) for f in range(20)]) > 0).all()
 
 
+def test_sparse_and_dense_targets_give_the_same_folds() -> None:
+    import scipy.sparse as sp
+
+    groups, labels = _cohort()
+    dense = assign_folds(groups, labels, 20, seed=4)
+    sparse = assign_folds(groups, sp.csr_matrix(np.nan_to_num(labels)), 20, seed=4)
+    np.testing.assert_array_equal(dense, sparse)
+
+
 def test_demographic_strata_one_hot() -> None:
     strata = demographic_strata(np.array([25.0, 55.0, np.nan, 85.0]), np.array(["F", "M", None, "X"], dtype=object))
     assert strata.shape == (4, 8 + 3)

@@ -73,3 +73,35 @@ def test_staging_of_other_settings_is_discarded(tiny_folders: MimicFolders, tmp_
     n_chunks = -(-len(Store.open(out)) // TINY_CONFIG.signal_chunk_records)
     assert sorted(processed) == list(range(n_chunks))
     assert Store.open(out).manifest.folds.seed == 7
+
+
+def test_kill_after_signal_compaction_resumes(
+    make_mimic,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """A record is skipped (too short), so finalise compacts signals.npy; a kill right after that
+    must not make the resumed build reopen the array with the old shape."""
+
+    def shorten(mimic) -> None:  # type: ignore[no-untyped-def]
+        mimic.ecgs[3].seconds = 8.0
+
+    folders = make_mimic(10, shorten)
+    reference = build_store(folders, tmp_path / "reference", TINY_CONFIG)
+    out = tmp_path / "store"
+    original = pipeline._label_frame
+
+    def die(*args: object, **kwargs: object) -> None:
+        raise KilledError
+
+    monkeypatch.setattr(pipeline, "_label_frame", die)
+    with pytest.raises(KilledError):
+        build_store(folders, out, TINY_CONFIG)
+    staged = np.load(tmp_path / "store.partial" / "signals.npy", mmap_mode="r")
+    assert staged.shape[0] == len(Store.open(reference))  # already compacted when killed
+    del staged
+    monkeypatch.setattr(pipeline, "_label_frame", original)
+    resumed: list[int] = []
+    build_store(folders, out, TINY_CONFIG, on_signal_chunk=resumed.append)
+    assert resumed == []  # no signal chunk was read again
+    _assert_same_store(out, reference)

@@ -104,3 +104,73 @@ def test_chunked_ingestion_writes_rows_and_markers(tmp_path: Path) -> None:
     array = np.load(tmp_path / "signals.npy")
     assert np.abs(array[3]).max() == 0.0 and np.abs(array[4]).max() > 0.1
     np.testing.assert_array_equal(array[0], read_record(Path(bases[0])).signal)
+
+
+def test_fast_reader_matches_wfdb_samples(tmp_path: Path) -> None:
+    import wfdb
+
+    from ecgkt.build.wfdb_fast import parse_simple_header, read_physical
+
+    base, _ = _record(tmp_path, nan_stretch=True)
+    header = parse_simple_header(base.parent / f"{base.name}.hea")
+    assert header is not None and header.sig_names[4] == "aVF"
+    ours = read_physical(header, base.parent / header.file_name, 5000)
+    reference = wfdb.rdrecord(str(base)).p_signal.T
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(reference))
+    np.testing.assert_array_equal(np.nan_to_num(ours), np.nan_to_num(reference))
+
+
+def test_other_wfdb_formats_go_through_wfdb(tmp_path: Path) -> None:
+    import wfdb
+
+    from ecgkt.build.wfdb_fast import parse_simple_header
+
+    spec = EcgSpec(10000032, 40000009, WHEN)
+    folder = tmp_path / "fmt212"
+    folder.mkdir()
+    from tiny_mimic import ecg_signal
+
+    signal = ecg_signal(spec, lead_amplitudes())
+    names = list(spec.sig_names)
+    wfdb.wrsamp(
+        "40000009",
+        fs=500,
+        units=["mV"] * 12,
+        sig_name=names,
+        p_signal=signal,
+        fmt=["212"] * 12,
+        adc_gain=[200.0] * 12,
+        baseline=[0] * 12,
+        write_dir=str(folder),
+    )
+    base = folder / "40000009"
+    assert parse_simple_header(base.parent / "40000009.hea") is None  # not the simple shape
+    fallback = read_record(base)
+    reference = read_record(_record(tmp_path / "fmt16", study=40000009)[0])
+    assert fallback.status == OK and fallback.signal is not None and reference.signal is not None
+    np.testing.assert_allclose(fallback.signal, reference.signal, atol=1e-5)
+
+
+def test_microvolt_records_are_converted(tmp_path: Path) -> None:
+    import wfdb
+    from tiny_mimic import ecg_signal
+
+    spec = EcgSpec(10000032, 40000011, WHEN)
+    folder = tmp_path / "uv"
+    folder.mkdir()
+    wfdb.wrsamp(
+        "40000011",
+        fs=500,
+        units=["uV"] * 12,
+        sig_name=list(spec.sig_names),
+        p_signal=1000.0 * ecg_signal(spec, lead_amplitudes()),
+        fmt=["16"] * 12,
+        adc_gain=[0.2] * 12,
+        baseline=[0] * 12,
+        write_dir=str(folder),
+    )
+    result = read_record(folder / "40000011")
+    reference = read_record(_record(tmp_path / "mv", study=40000011)[0])
+    assert result.signal is not None and reference.signal is not None
+    assert "signal.microvolt_units" in result.repairs
+    np.testing.assert_allclose(result.signal, reference.signal, atol=1e-4)

@@ -66,4 +66,6 @@ def test_ages_and_gender_agree_with_ground_truth(synthetic_root: Path, synthetic
     visits = pl.read_parquet(synthetic_root / "ground_truth" / "visits.parquet").select("stay_id", "age", "gender")
     records = Store.open(synthetic_store).records.join(visits, on="stay_id", suffix="_true")
     assert (records["gender"] == records["gender_true"]).all()
-    assert (records["age"] - records["age_true"]).abs().max() <= 1.0
+    error = (records["age"] - records["age_true"]).abs()
+    # MIMIC only gives anchor_age in anchor_year, so age at the ECG is known to about a year
+    assert error.max() <= 1.5 and error.mean() < 0.75

@@ -10,7 +10,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "predict"))
 
-from predict_samples import make_bundle, make_store, write_ground_truth  # noqa: E402
+from predict_samples import make_bundle, make_store, write_ground_truth
 
 
 @pytest.fixture(scope="session", autouse=True)

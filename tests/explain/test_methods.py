@@ -61,7 +61,11 @@ def test_phi_association_matches_pearson_and_masks_unknown() -> None:
 
 def test_top_supporting_labs_keeps_positive_support_only() -> None:
     chosen = top_supporting_labs(np.array([0.2, -0.5, 0.9, 0.0, 0.1]), top_k=3)
-    assert [(s.lab_index, s.score) for s in chosen] == [(2, pytest.approx(0.9)), (0, pytest.approx(0.2)), (4, pytest.approx(0.1))]
+    assert [(s.lab_index, s.score) for s in chosen] == [
+        (2, pytest.approx(0.9)),
+        (0, pytest.approx(0.2)),
+        (4, pytest.approx(0.1)),
+    ]
     assert top_supporting_labs(np.array([-1.0, 0.0]), top_k=3) == []
 
 
@@ -104,7 +108,9 @@ def test_gradient_alignment_finds_the_planted_pairs(bundle_path: Path) -> None:
         [prepare_windows(read_ecg_array(realistic_ecg_mv(seed=s), 500, CANONICAL_LEADS), spec) for s in range(3)]
     )
     probs = np.full((3, len(LABS)), 0.5, np.float32)
-    outputs = RecordOutputs(lab_probability=probs, diagnosis_probability=np.full((3, 4), 0.5, np.float32), windows=windows)
+    outputs = RecordOutputs(
+        lab_probability=probs, diagnosis_probability=np.full((3, 4), 0.5, np.float32), windows=windows
+    )
     cosine = GradientAlignment(bundle.model).scores(outputs)
     assert cosine.shape == (3, 4, len(LABS))
     assert np.all(np.abs(cosine) <= 1.0 + 1e-5)

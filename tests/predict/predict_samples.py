@@ -98,7 +98,9 @@ def make_store(path: Path, *, n_records: int = 90, seed: int = 0) -> Path:
         raw = realistic_ecg_mv(fs=100, seed=seed * 10_000 + i, t_amplitude_scale=float(rng.uniform(0.5, 2.5)))
         signals[i] = preprocess(raw, 100)[0]
     signals.flush()
-    folds = np.where(np.arange(n_records) % 10 < 4, np.arange(n_records) % 18, np.where(np.arange(n_records) % 10 < 7, 18, 19))
+    folds = np.where(
+        np.arange(n_records) % 10 < 4, np.arange(n_records) % 18, np.where(np.arange(n_records) % 10 < 7, 18, 19)
+    )
     writer.write_table(
         "records.parquet",
         pl.DataFrame(

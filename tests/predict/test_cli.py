@@ -20,7 +20,9 @@ from ecgkt.signals.leads import CANONICAL_LEADS
 runner = CliRunner()
 
 
-def write_mimic_wfdb(root: Path, subject: int = 10000032, study: int = 40689238, leads: tuple[str, ...] = MIMIC_LEAD_ORDER) -> Path:
+def write_mimic_wfdb(
+    root: Path, subject: int = 10000032, study: int = 40689238, leads: tuple[str, ...] = MIMIC_LEAD_ORDER
+) -> Path:
     """A 10 s, 500 Hz record exactly as MIMIC-IV-ECG stores it (format 16, 200 adu/mV, aVF before aVL)."""
     folder = root / "mimic-iv-ecg" / wfdb_record_dir(subject, study)
     folder.mkdir(parents=True, exist_ok=True)
@@ -62,7 +64,15 @@ def assert_valid_result(payload: dict[str, object]) -> None:
     assert [d["probability"] for d in diagnoses] == sorted((d["probability"] for d in diagnoses), reverse=True)
     assert {lab["label"] for lab in payload["labs"]} == set(LABS)  # type: ignore[attr-defined]
     for d in diagnoses:
-        assert set(d) == {"code", "title", "probability", "threshold", "positive", "validation_auroc", "supporting_labs"}
+        assert set(d) == {
+            "code",
+            "title",
+            "probability",
+            "threshold",
+            "positive",
+            "validation_auroc",
+            "supporting_labs",
+        }
 
 
 def test_wfdb_record_in_mimic_layout(bundle_path: Path, tmp_path: Path) -> None:

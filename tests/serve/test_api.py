@@ -168,3 +168,8 @@ def test_model_is_loaded_once_and_shared(
         for _ in range(3):
             assert fresh.post("/v1/predict", files=wfdb_files).status_code == 200
     assert len(calls) == 1
+
+
+def test_no_cdn_backed_documentation_pages(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 404
+    assert client.get("/redoc").status_code == 404

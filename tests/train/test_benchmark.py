@@ -15,13 +15,18 @@ from ecgkt.cli import app
 from ecgkt.train.evaluation import load_predictions
 
 runner = CliRunner()
+STAGES = ("pretrain", "finetune", "labs", "baseline")
 
 
 @pytest.fixture(scope="module")
 def benchmark_dir(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("bench") / "bench"
-    result = runner.invoke(app, ["benchmark", "--store", str(tiny_store), "--out", str(out), "--preset", "smoke"])
+    one_epoch = out.parent / "one-epoch.yaml"
+    one_epoch.write_text("preset: smoke\n" + "".join(f"{stage}:\n  optim:\n    max_epochs: 1\n" for stage in STAGES))
+    result = runner.invoke(
+        app, ["benchmark", "--store", str(tiny_store), "--out", str(out), "--config", str(one_epoch)]
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -80,7 +85,17 @@ def test_bundle_reproduces_the_benchmark_predictions(benchmark_dir: Path, tiny_s
 def test_ablation_reuses_the_benchmark_runs(benchmark_dir: Path, tiny_store: Path) -> None:
     before = (benchmark_dir / "finetune" / "metrics.json").stat().st_mtime_ns
     result = runner.invoke(
-        app, ["ablation", "--store", str(tiny_store), "--out", str(benchmark_dir), "--preset", "smoke", "--resume"]
+        app,
+        [
+            "ablation",
+            "--store",
+            str(tiny_store),
+            "--out",
+            str(benchmark_dir),
+            "--config",
+            str(benchmark_dir.parent / "one-epoch.yaml"),
+            "--resume",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert (benchmark_dir / "finetune" / "metrics.json").stat().st_mtime_ns == before  # reused, not retrained

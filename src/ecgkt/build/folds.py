@@ -31,16 +31,21 @@ def demographic_strata(age: NDArray[np.float64], gender: NDArray[np.object_]) ->
 
 
 def assign_folds(
-    groups: NDArray[np.int64], targets: NDArray[np.floating], n_folds: int, seed: int
+    groups: NDArray[np.int64], targets: NDArray[np.floating] | sp.spmatrix, n_folds: int, seed: int
 ) -> NDArray[np.int64]:
-    """Fold of every record. `groups`: patient id per record; `targets`: records × labels (NaN = 0)."""
+    """Fold of every record. `groups`: patient id per record; `targets`: records × labels, dense
+    (NaN counts as negative) or sparse."""
     n_records = len(groups)
     if n_records == 0:
         return np.zeros(0, dtype=np.int64)
     rng = np.random.default_rng(seed)
     unique_groups, group_of_record = np.unique(groups, return_inverse=True)
     n_groups = len(unique_groups)
-    positive = sp.csr_matrix(np.nan_to_num(np.asarray(targets, dtype=np.float64)) > 0, dtype=np.float64)
+    if sp.issparse(targets):
+        positive = sp.csr_matrix(targets, dtype=np.float64)
+        positive.data = (positive.data > 0).astype(np.float64)
+    else:
+        positive = sp.csr_matrix(np.nan_to_num(np.asarray(targets, dtype=np.float64)) > 0, dtype=np.float64)
     membership = sp.csr_matrix(
         (np.ones(n_records), (group_of_record, np.arange(n_records))), shape=(n_groups, n_records)
     )

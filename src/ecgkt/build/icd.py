@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from ecgkt.build.report import SkipLog
@@ -147,27 +148,30 @@ def _to_icd10(frame: pl.DataFrame, path: Path, skips: SkipLog) -> pl.DataFrame:
     return pl.concat([frame.filter(pl.col("version") == 10), mapped])
 
 
-def label_matrix(record_stays: pl.Series, stay_labels: pl.DataFrame) -> tuple[list[str], NDArray[np.float32]]:
-    """Dense 0/1 matrix (records × all labels seen), labels sorted; records given by their stay_id."""
+def label_matrix(record_stays: pl.Series, stay_labels: pl.DataFrame) -> tuple[list[str], sp.csr_matrix]:
+    """Sparse 0/1 matrix (records × every label seen, sorted); records given by their stay_id.
+
+    Sparse because the full cohort sees tens of thousands of propagated codes, most of them rare:
+    a dense records × codes matrix would not fit in memory; only kept labels are densified.
+    """
     labels = sorted(stay_labels["label"].unique().to_list())
     index = {label: j for j, label in enumerate(labels)}
-    matrix = np.zeros((len(record_stays), len(labels)), dtype=np.float32)
-    if not labels:
-        return labels, matrix
     rows = pl.DataFrame({"stay_id": record_stays, "_r": np.arange(len(record_stays))})
     pairs = rows.join(stay_labels, on="stay_id")
-    cols = pairs["label"].replace_strict(index, return_dtype=pl.Int64).to_numpy()
-    matrix[pairs["_r"].to_numpy(), cols] = 1.0
+    cols = pairs["label"].replace_strict(index, return_dtype=pl.Int64).to_numpy() if labels else np.zeros(0, int)
+    matrix = sp.csr_matrix(
+        (np.ones(len(cols), dtype=np.float32), (pairs["_r"].to_numpy(), cols)),
+        shape=(len(record_stays), len(labels)),
+    )
     return labels, matrix
 
 
-def select_frequent(
-    labels: list[str], matrix: NDArray[np.float32], min_count: int
-) -> tuple[list[str], NDArray[np.float32]]:
-    """Keep labels with at least `min_count` positive records (order: by code)."""
-    counts = matrix.sum(axis=0)
+def select_frequent(labels: list[str], matrix: sp.csr_matrix, min_count: int) -> tuple[list[str], NDArray[np.float32]]:
+    """Labels with at least `min_count` positive records (order: by code), as a dense float32 matrix."""
+    counts = np.asarray(matrix.sum(axis=0)).ravel()
     keep = np.flatnonzero(counts >= min_count)
-    return [labels[j] for j in keep], matrix[:, keep]
+    dense = matrix[:, keep].toarray().astype(np.float32) if len(keep) else np.zeros((matrix.shape[0], 0), np.float32)
+    return [labels[j] for j in keep], dense
 
 
 def load_icd10_titles(path: Path, batch_rows: int = DEFAULT_BATCH_ROWS) -> dict[str, str]:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 from rich.console import Console
 
 from ecgkt import __version__
@@ -39,7 +40,7 @@ from ecgkt.build.matching import load_edstays, load_record_list, match_ecgs_to_s
 from ecgkt.build.progress import BuildProgress
 from ecgkt.build.report import SkipLog, cohort_report_markdown
 from ecgkt.build.signals import OK, ingest_signals, marker_statuses
-from ecgkt.build.sources import BuildInputError, SourcePaths, fingerprint, resolve_sources
+from ecgkt.build.sources import TABLES, BuildInputError, SourcePaths, fingerprint, resolve_sources
 from ecgkt.build.tables import (
     clean_vitals,
     load_d_labitems,
@@ -59,6 +60,7 @@ from ecgkt.store import (
     RECORDS_FILE,
     SIGNALS_FILE,
     STORE_FORMAT_VERSION,
+    FeatureSpec,
     FoldSpec,
     PreprocessingSpec,
     StoreManifest,
@@ -131,7 +133,9 @@ def build_store(
         raise BuildInputError(f"{out}: already exists; pass --overwrite to replace it")
     started = time.perf_counter()
     sources = resolve_sources(folders)
-    fingerprints = {f"{path.parent.name}/{path.name}": fingerprint(path) for path in sources.tables.values()}
+    fingerprints = {
+        f"{TABLES[key].module}/{path.name}": fingerprint(path) for key, path in sorted(sources.tables.items())
+    }
 
     writer = StoreWriter(out)
     state = writer.staging / STATE_DIR
@@ -159,7 +163,7 @@ def build_store(
             )
         markers = _signals_stage(tables.candidates, sources, writer, state, config, ui, on_signal_chunk)
         with ui.step("Writing the store"):
-            _finalise(tables, markers, writer, config, fingerprints, ui, resumed, started)
+            _finalise(tables, markers, writer, config, sources, fingerprints, ui, resumed, started)
     shutil.rmtree(state)
     return writer.commit(overwrite=overwrite)
 
@@ -324,50 +328,132 @@ def _signals_stage(
 # ---- stage C -------------------------------------------------------------------------------------
 
 
+@dataclass
+class Labels:
+    """Targets and folds of the final records (stage C)."""
+
+    diagnosis_names: list[str]
+    diagnosis: np.ndarray  # records × kept codes, float32 0/1
+    lab_names: list[str]
+    lab: np.ndarray  # records × kept lab labels, float32 0/1/NaN
+    lab_dropped: list[str]
+    folds: np.ndarray
+    min_label_count: int
+    codes_seen: int
+
+
 def _finalise(
     tables: TablesStage,
     markers: list[dict[str, object]],
     writer: StoreWriter,
     config: BuildConfig,
+    sources: SourcePaths,
     fingerprints: dict[str, str],
     ui: BuildProgress,
     resumed: bool,
     started: float,
 ) -> None:
+    valid, skips = _signal_outcomes(tables, markers)
+    records = tables.candidates.filter(pl.Series(valid)).with_row_index("row")
+    records = records.with_columns(pl.col("row").cast(pl.Int64))
+    _compact_signals(writer.staging / SIGNALS_FILE, valid, config.signal_chunk_records)
+    labels = _labels_and_folds(records, tables, config)
+    features = tables.features.filter(pl.Series(valid))
+    specs = feat.feature_specs(features, np.isin(labels.folds, config.train_folds), feat.feature_catalogue())
+
+    writer.write_table(RECORDS_FILE, _records_table(records, labels.folds))
+    writer.write_table(FEATURES_FILE, features)
+    writer.write_table(DIAGNOSES_FILE, _label_frame(labels.diagnosis_names, labels.diagnosis))
+    writer.write_table(LAB_LABELS_FILE, _label_frame(labels.lab_names, labels.lab))
+    manifest = _manifest(records.height, labels, specs, tables, config, fingerprints)
+    writer.write_manifest(manifest)
+
+    counts = {
+        "ECGs in record_list (valid rows)": int(str(tables.info.get("record_list_rows", 0))),
+        "ECGs matched to an ED stay": len(valid),
+        "ECGs in the store": records.height,
+        "patients": records["subject_id"].n_unique(),
+        "ED stays": records["stay_id"].n_unique(),
+        "admitted stays": records.filter(pl.col("hadm_id").is_not_null())["stay_id"].n_unique(),
+        "diagnosis labels": len(labels.diagnosis_names),
+        "lab-abnormality labels": len(labels.lab_names),
+        "tabular features": len(specs),
+    }
+    report = {
+        "ecgkt_version": __version__,
+        "created_utc": manifest.created_utc,
+        "resumed": resumed,
+        "seconds": round(time.perf_counter() - started, 2),
+        "counts": counts,
+        "skips": skips.to_json(),
+        "labevents": tables.info,
+        "timings_seconds": {k: round(v, 2) for k, v in ui.timings.items()},
+        "min_label_count": labels.min_label_count,
+        "diagnosis_codes_seen": labels.codes_seen,
+        "lab_labels_dropped_by_fold_rule": labels.lab_dropped,
+        "sources": fingerprints,
+        "source_paths": {f"{TABLES[key].module}/{path.name}": str(path) for key, path in sources.tables.items()},
+    }
+    writer.write_json(BUILD_REPORT_FILE, report)
+    observed = [
+        float(np.isfinite(features[s.name].cast(pl.Float64).fill_null(np.nan).to_numpy()).mean()) for s in specs
+    ]
+    writer.write_text(
+        COHORT_REPORT_FILE,
+        cohort_report_markdown(
+            counts=counts,
+            fold_sizes=manifest.folds.sizes,
+            diagnosis_labels=labels.diagnosis_names,
+            diagnosis_titles=manifest.diagnosis_titles,
+            diagnosis_targets=labels.diagnosis,
+            lab_labels=labels.lab_names,
+            lab_targets=labels.lab,
+            feature_names=[s.name for s in specs],
+            feature_groups=[s.group for s in specs],
+            feature_observed=observed,
+            skips=skips,
+            min_label_count=labels.min_label_count,
+        ),
+    )
+
+
+def _signal_outcomes(tables: TablesStage, markers: list[dict[str, object]]) -> tuple[np.ndarray, SkipLog]:
+    """Which candidates have a usable signal, and all counted events (tables + signals)."""
     skips = SkipLog()
     skips.merge(tables.skips)
     statuses: list[str] = []
     for marker in markers:
         statuses += marker_statuses(marker)
-        for key, (count, examples) in marker["events"].items():  # type: ignore[attr-defined]
+        events = marker["events"]
+        assert isinstance(events, dict)
+        for key, (count, examples) in events.items():
             skips.add(key, count, examples)
     valid = np.array([s == OK for s in statuses], dtype=bool)
     if not valid.any():
         raise BuildInputError(
             f"none of the {len(valid)} matched ECG records could be read; see the signal.* counts: {skips.to_json()}"
         )
+    return valid, skips
 
-    candidates = tables.candidates
-    records = candidates.filter(pl.Series(valid)).with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
+
+def _labels_and_folds(records: pl.DataFrame, tables: TablesStage, config: BuildConfig) -> Labels:
+    """Diagnosis labels by count, candidate lab labels, folds, then lab labels by the val/test rule."""
     n = records.height
-    _compact_signals(writer.staging / SIGNALS_FILE, valid, config.signal_chunk_records)
-
-    # diagnosis labels
     all_codes, dx_all = icd.label_matrix(records["stay_id"], tables.stay_labels)
     min_count = config.effective_min_label_count(n)
     dx_names, dx = icd.select_frequent(all_codes, dx_all, min_count)
 
-    # candidate lab labels (before fold-dependent selection)
     closest = tables.closest_labs.join(records.select("_cand", "row"), on="_cand").select(
         pl.col("row").alias("_cand"), "itemid", "value"
     )
     lab_names_all, lab_all = lab_labels.label_candidates(closest, tables.reference_ranges, n)
 
-    # folds
     strata = demographic_strata(
         records["age"].cast(pl.Float64).fill_null(np.nan).to_numpy(), records["gender"].to_numpy()
     )
-    targets = np.concatenate([dx, np.nan_to_num(lab_all, nan=0.0), strata], axis=1)
+    targets = sp.hstack(
+        [sp.csr_matrix(dx), sp.csr_matrix(np.nan_to_num(lab_all, nan=0.0)), sp.csr_matrix(strata)], format="csr"
+    )
     folds = assign_folds(records["subject_id"].to_numpy(), targets, config.n_folds, config.seed)
     kept = lab_labels.select_lab_labels(
         lab_names_all,
@@ -377,16 +463,21 @@ def _finalise(
         config.lab_label_min_positives,
         config.lab_label_min_negatives,
     )
-    lab_names = [lab_names_all[j] for j in kept]
-    lab = lab_all[:, kept]
+    kept_set = set(kept)
+    return Labels(
+        diagnosis_names=dx_names,
+        diagnosis=dx,
+        lab_names=[lab_names_all[j] for j in kept],
+        lab=lab_all[:, kept],
+        lab_dropped=[name for j, name in enumerate(lab_names_all) if j not in kept_set],
+        folds=folds,
+        min_label_count=min_count,
+        codes_seen=len(all_codes),
+    )
 
-    # features and their training-fold statistics
-    features = tables.features.filter(pl.Series(valid))
-    train_mask = np.isin(folds, config.train_folds)
-    catalogue = feat.feature_catalogue()
-    specs = feat.feature_specs(features, train_mask, catalogue)
 
-    records_table = records.with_columns(pl.Series("fold", folds, dtype=pl.Int64)).select(
+def _records_table(records: pl.DataFrame, folds: np.ndarray) -> pl.DataFrame:
+    return records.with_columns(pl.Series("fold", folds, dtype=pl.Int64)).select(
         "row",
         "subject_id",
         "study_id",
@@ -399,26 +490,30 @@ def _finalise(
         "gender",
         "path",
     )
-    writer.write_table(RECORDS_FILE, records_table)
-    writer.write_table(FEATURES_FILE, features)
-    writer.write_table(DIAGNOSES_FILE, _label_frame(dx_names, dx))
-    writer.write_table(LAB_LABELS_FILE, _label_frame(lab_names, lab))
 
-    titles = icd.code_titles(dx_names, tables.title_fallback)
-    fold_sizes = np.bincount(folds, minlength=config.n_folds).tolist()
-    manifest = StoreManifest(
+
+def _manifest(
+    n: int,
+    labels: Labels,
+    specs: list[FeatureSpec],
+    tables: TablesStage,
+    config: BuildConfig,
+    fingerprints: dict[str, str],
+) -> StoreManifest:
+    preprocess = PreprocessSpec()
+    return StoreManifest(
         created_utc=datetime.now(UTC).isoformat(timespec="seconds"),
         n_records=n,
         preprocessing=PreprocessingSpec(
-            sampling_rate_hz=PreprocessSpec().sampling_rate_hz,
-            num_samples=PreprocessSpec().num_samples,
-            clip_mv=PreprocessSpec().clip_mv,
+            sampling_rate_hz=preprocess.sampling_rate_hz,
+            num_samples=preprocess.num_samples,
+            clip_mv=preprocess.clip_mv,
             leads=list(CANONICAL_LEADS),
             source_sampling_rate_hz=ECG_SAMPLING_RATE_HZ,
         ),
-        diagnosis_labels=dx_names,
-        diagnosis_titles=titles,
-        lab_labels=lab_names,
+        diagnosis_labels=labels.diagnosis_names,
+        diagnosis_titles=icd.code_titles(labels.diagnosis_names, tables.title_fallback),
+        lab_labels=labels.lab_names,
         lab_reference_ranges=tables.reference_ranges,
         features=specs,
         folds=FoldSpec(
@@ -426,59 +521,11 @@ def _finalise(
             train=config.train_folds,
             val=[config.val_fold],
             test=[config.test_fold],
-            sizes=fold_sizes,
+            sizes=np.bincount(labels.folds, minlength=config.n_folds).tolist(),
             seed=config.seed,
         ),
         sources=fingerprints,
         build_parameters=config.model_dump(),
-    )
-    writer.write_manifest(manifest)
-
-    counts = {
-        "ECGs in record_list (valid rows)": int(tables.info.get("record_list_rows", 0)),  # type: ignore[call-overload]
-        "ECGs matched to an ED stay": len(valid),
-        "ECGs in the store": n,
-        "patients": records["subject_id"].n_unique(),
-        "ED stays": records["stay_id"].n_unique(),
-        "admitted stays": records.filter(pl.col("hadm_id").is_not_null())["stay_id"].n_unique(),
-        "diagnosis labels": len(dx_names),
-        "lab-abnormality labels": len(lab_names),
-        "tabular features": len(specs),
-    }
-    dropped_lab = [name for j, name in enumerate(lab_names_all) if j not in set(kept)]
-    report = {
-        "ecgkt_version": __version__,
-        "created_utc": manifest.created_utc,
-        "resumed": resumed,
-        "seconds": round(time.perf_counter() - started, 2),
-        "counts": counts,
-        "skips": skips.to_json(),
-        "labevents": tables.info,
-        "timings_seconds": {k: round(v, 2) for k, v in ui.timings.items()},
-        "min_label_count": min_count,
-        "diagnosis_codes_seen": len(all_codes),
-        "lab_labels_dropped_by_fold_rule": dropped_lab,
-        "sources": fingerprints,
-    }
-    writer.write_json(BUILD_REPORT_FILE, report)
-    writer.write_text(
-        COHORT_REPORT_FILE,
-        cohort_report_markdown(
-            counts=counts,
-            fold_sizes=fold_sizes,
-            diagnosis_labels=dx_names,
-            diagnosis_titles=titles,
-            diagnosis_targets=dx,
-            lab_labels=lab_names,
-            lab_targets=lab,
-            feature_names=[s.name for s in specs],
-            feature_groups=[s.group for s in specs],
-            feature_observed=[
-                float(np.isfinite(features[s.name].cast(pl.Float64).fill_null(np.nan).to_numpy()).mean()) for s in specs
-            ],
-            skips=skips,
-            min_label_count=min_count,
-        ),
     )
 
 

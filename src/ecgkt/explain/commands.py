@@ -44,7 +44,9 @@ def _fail(message: object) -> typer.Exit:
 
 
 def calibrate(
-    bundle: Path = typer.Argument(..., help="Model bundle folder (rewritten in place, atomically).", show_default=False),
+    bundle: Path = typer.Argument(
+        ..., help="Model bundle folder (rewritten in place, atomically).", show_default=False
+    ),
     store: Path = typer.Argument(..., help="The dataset store the bundle was trained on.", show_default=False),
     rule: str = typer.Option("youden", "--rule", help="Threshold rule: youden (default) | f1."),
     seed: int = typer.Option(0, "--seed", help="Seed of the surrogate's cross-validation folds."),
@@ -57,11 +59,13 @@ def calibrate(
     from rich.console import Console
     from rich.table import Table
 
+    from ecgkt.evaluate.calibration import ThresholdRule
     from ecgkt.explain.calibrate_bundle import REPORT_FILE, calibrate_bundle
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     try:
-        summary = calibrate_bundle(bundle, store, rule=rule, seed=seed, surrogate=not no_surrogate)  # type: ignore[arg-type]
+        threshold_rule: ThresholdRule = "youden" if rule == "youden" else "f1"
+        summary = calibrate_bundle(bundle, store, rule=threshold_rule, seed=seed, surrogate=not no_surrogate)
     except _user_errors() as error:
         raise _fail(error) from None
     table = Table(title=f"Calibration on {summary.n_validation} validation records ({summary.n_test} test)")
@@ -108,7 +112,12 @@ def explain_eval(
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     try:
         evaluation = evaluate_explanations(
-            bundle, store, ground_truth, split=split, max_records=max_records, seed=seed  # type: ignore[arg-type]
+            bundle,
+            store,
+            ground_truth,
+            split="test" if split == "test" else "val",
+            max_records=max_records,
+            seed=seed,
         )
     except _user_errors() as error:
         raise _fail(error) from None

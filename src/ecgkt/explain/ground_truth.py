@@ -14,6 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 GRAPH_FILE = "graph.json"
 SUPPORTED_SCHEMA = 1
@@ -33,7 +34,7 @@ class GroundTruth:
     skipped_no_lab_driver: list[str] = field(default_factory=list)
 
 
-def load_graph(path: Path) -> dict[str, object]:
+def load_graph(path: Path) -> dict[str, Any]:
     graph_path = path / GRAPH_FILE if path.is_dir() else path
     if not graph_path.is_file():
         raise GroundTruthError(
@@ -53,7 +54,7 @@ def load_graph(path: Path) -> dict[str, object]:
 
 
 def ground_truth_drivers(
-    graph: dict[str, object], diagnosis_labels: Sequence[str], lab_labels: Sequence[str]
+    graph: dict[str, Any], diagnosis_labels: Sequence[str], lab_labels: Sequence[str]
 ) -> GroundTruth:
     try:
         return _drivers(graph, diagnosis_labels, lab_labels)
@@ -61,12 +62,12 @@ def ground_truth_drivers(
         raise GroundTruthError(f"malformed ground-truth graph: {type(error).__name__} {error}") from None
 
 
-def _drivers(graph: dict[str, object], diagnosis_labels: Sequence[str], lab_labels: Sequence[str]) -> GroundTruth:
+def _drivers(graph: dict[str, Any], diagnosis_labels: Sequence[str], lab_labels: Sequence[str]) -> GroundTruth:
     codes_of_state: dict[str, list[str]] = {}
-    for entry in graph["icd_codes"]:  # type: ignore[attr-defined]
+    for entry in graph["icd_codes"]:
         codes_of_state.setdefault(str(entry["state"]), []).extend(str(c) for c in entry.get("icd10_undotted", []))
     labs_of_state: dict[str, set[str]] = {}
-    for effect in graph["lab_effects"]:  # type: ignore[attr-defined]
+    for effect in graph["lab_effects"]:
         label = f"{effect['lab']}_{effect['direction']}"
         labs_of_state.setdefault(str(effect["state"]), set()).add(label)
     available = set(lab_labels)

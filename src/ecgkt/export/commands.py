@@ -12,17 +12,13 @@ def export(
         ..., help="Model bundle folder (bundle.json + weights.safetensors).", show_default=False
     ),
     onnx: Path = typer.Option(..., "--onnx", help="Output ONNX file (.onnx).", show_default=False),
-    opset: int = typer.Option(
-        17, "--opset", help="ONNX opset: 17 (TorchScript exporter) or ≥ 18 (torch.export)."
-    ),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset: 17 (TorchScript exporter) or ≥ 18 (torch.export)."),
     parity_input: list[Path] | None = typer.Option(
         None,
         "--parity-input",
         help="ECG file/folder/CSV to check parity on (repeatable); default: synthetic MIMIC WFDB records.",
     ),
-    tolerance: float = typer.Option(
-        1e-4, "--tolerance", help="Maximum allowed |logit difference| vs PyTorch."
-    ),
+    tolerance: float = typer.Option(1e-4, "--tolerance", help="Maximum allowed |logit difference| vs PyTorch."),
 ) -> None:
     """Export the ECG-only model (diagnosis + lab heads) to ONNX and check parity against PyTorch."""
     from rich.console import Console

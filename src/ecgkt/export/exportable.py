@@ -1,11 +1,10 @@
 """An ONNX-friendly, numerically equivalent view of a trained ECG model.
 
-Why this exists: the S4 layers convolve with a long kernel through `torch.fft.rfft/irfft`, whose
-products are complex tensors. Neither of torch 2.13's ONNX exporters handles complex tensors (the
-TorchScript exporter stops at "Unknown number type: complex", the dynamo exporter fails to
-translate the complex multiply), and ONNX's own `DFT` operator is slow in onnxruntime (~40x slower
-than torch's FFT in our measurement). The S4 layer's "direct" mode (a depthwise conv1d over all
-2L−1 lags) exports, but onnxruntime runs it ~8x slower than the form below.
+Why this exists: the S4 layers convolve with a long kernel through `torch.fft.rfft/irfft`. torch
+2.13's TorchScript exporter cannot export that (`aten::fft_rfft` is unsupported); the torch.export
+exporter turns it into ONNX `DFT` operators, which onnxruntime runs ~16x slower than PyTorch runs the
+model, with ~1e-5 logit error (benchmarks/results/onnx_export.md). The S4 layer's "direct" mode (a
+depthwise conv1d over all 2L−1 lags) exports too, but is O(L²) per channel and slower still.
 
 At inference the weights are frozen and the window length is fixed (250 samples), so each layer's
 convolution kernel is a constant. We therefore precompute, once, the kernel's spectrum and express
@@ -46,9 +45,7 @@ def _real_dft_bases(length: int) -> tuple[Tensor, Tensor]:
     # irfft: x[t] = (1/n) Σ_f w_f (Re X_f cos − Im X_f sin), w = 1 for DC and Nyquist, 2 otherwise.
     weight = np.full(n_bins, 2.0)
     weight[0] = weight[-1] = 1.0
-    inverse = np.concatenate(
-        [(weight[:, None] * np.cos(angle.T)), -(weight[:, None] * np.sin(angle.T))], axis=0
-    )
+    inverse = np.concatenate([(weight[:, None] * np.cos(angle.T)), -(weight[:, None] * np.sin(angle.T))], axis=0)
     inverse /= n_fft
     return (
         torch.from_numpy(forward.astype(np.float32)),

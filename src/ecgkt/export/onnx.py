@@ -117,9 +117,7 @@ class OnnxRunner:
         if batch.ndim != 3 or batch.shape[1] != 12:
             raise ValueError(f"OnnxRunner expects windows of shape (W, 12, L), got {batch.shape}")
         if self.window_samples is not None and batch.shape[2] != self.window_samples:
-            raise ValueError(
-                f"{self.path} takes windows of {self.window_samples} samples, got {batch.shape[2]}"
-            )
+            raise ValueError(f"{self.path} takes windows of {self.window_samples} samples, got {batch.shape[2]}")
         diagnosis, lab = self.session.run(list(OUTPUT_NAMES), {self.input_name: batch})
         return np.asarray(diagnosis, dtype=np.float32), np.asarray(lab, dtype=np.float32)
 
@@ -130,9 +128,7 @@ class OnnxRunner:
 @contextmanager
 def _quiet_exporter() -> Any:
     """The exporters announce every step on stdout/loggers; keep CLI and test output readable."""
-    loggers = [
-        logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")
-    ]
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)

@@ -73,7 +73,7 @@ def results_to_json(results: Sequence[PredictionResult], single: bool) -> str:
         if single and len(results) == 1
         else [r.model_dump(mode="json") for r in results]
     )
-    return json.dumps(payload, indent=2) + "\n"
+    return json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
 
 
 def results_to_csv(results: Sequence[PredictionResult], predictor: Predictor) -> str:
@@ -110,7 +110,7 @@ def write_output(
         out.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
         try:
-            with os.fdopen(handle, "w", newline="") as stream:
+            with os.fdopen(handle, "w", newline="", encoding="utf-8") as stream:
                 stream.write(text)
             os.replace(tmp, out)
         except BaseException:

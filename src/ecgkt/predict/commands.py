@@ -10,6 +10,7 @@ line naming the file and exits with code 2; `--skip-errors` instead skips it, co
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -40,7 +41,9 @@ def predict(
     ),
     units: str = typer.Option("auto", "--units", help="auto | mV | uV."),
     explanation: str | None = typer.Option(
-        None, "--explanation", help="surrogate | gradient | gradient_x_probability (default: surrogate)."
+        None,
+        "--explanation",
+        help="surrogate | surrogate_centered | gradient | gradient_x_probability (default: see docs/explanations.md).",
     ),
     top_labs: int = typer.Option(5, "--top-labs", min=0, help="Supporting labs listed per positive diagnosis."),
     skip_errors: bool = typer.Option(
@@ -62,8 +65,12 @@ def predict(
         raise fail(f"--units must be auto, mV or uV, got {units!r}")
     if missing_leads not in ("error", "zero"):
         raise fail(f"--missing-leads must be error or zero, got {missing_leads!r}")
-    if explanation is not None and explanation not in ("surrogate", "gradient", "gradient_x_probability"):
-        raise fail(f"--explanation must be surrogate, gradient or gradient_x_probability, got {explanation!r}")
+    from ecgkt.predict.engine import prediction_method
+
+    try:
+        method = prediction_method(explanation)
+    except ValueError as error:
+        raise fail(f"--explanation: {error}") from None
 
     from ecgkt.bundle import BundleError
     from ecgkt.explain.supporting_labs import ExplanationError
@@ -71,7 +78,7 @@ def predict(
     from ecgkt.predict.engine import Predictor
     from ecgkt.signals.readers import EcgInputError, iter_inputs
 
-    reader_kwargs: dict[str, object] = {"missing_leads": missing_leads, "units": units}
+    reader_kwargs: dict[str, Any] = {"missing_leads": missing_leads, "units": units}
     if sampling_rate is not None:
         reader_kwargs["sampling_rate_hz"] = sampling_rate
     if leads is not None:
@@ -80,7 +87,7 @@ def predict(
         from ecgkt.bundle import load_bundle
 
         paths = iter_inputs(inputs)
-        predictor = Predictor(load_bundle(bundle), explanation=explanation, top_labs=top_labs)  # type: ignore[arg-type]
+        predictor = Predictor(load_bundle(bundle), explanation=method, top_labs=top_labs)
     except (EcgInputError, BundleError, ExplanationError, FileNotFoundError) as error:
         raise fail(error) from None
     single = len(inputs) == 1 and len(paths) == 1 and paths[0] == inputs[0]

@@ -52,6 +52,8 @@ FALLBACK_NOTE = (
 )
 UNCALIBRATED_NOTE = "bundle not calibrated (run `ecgkt calibrate`): raw probabilities, thresholds 0.5"
 
+PREDICTION_METHODS: tuple[MethodName, ...] = ("surrogate", "surrogate_centered", "gradient", "gradient_x_probability")
+
 Runner = Callable[[NDArray[np.float32]], tuple[NDArray[np.float32], NDArray[np.float32]]]
 
 
@@ -151,6 +153,16 @@ def build_explainer(bundle: Bundle, method: MethodName | None) -> tuple[SupportE
     if wanted in ("gradient", "gradient_x_probability"):
         return GradientAlignment(bundle.model, weight_by_probability=wanted == "gradient_x_probability"), notes
     raise ValueError(f"explanation method {wanted!r} is an evaluation baseline, not offered for prediction")
+
+
+def prediction_method(name: str | None) -> MethodName | None:
+    """Validate a user's `--explanation` choice (None = the measured default)."""
+    if name is None:
+        return None
+    for method in PREDICTION_METHODS:
+        if method == name:
+            return method
+    raise ValueError(f"explanation method must be one of {', '.join(PREDICTION_METHODS)}, got {name!r}")
 
 
 def explanation_method_of(result: PredictionResult) -> MethodName:

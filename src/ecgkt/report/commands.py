@@ -7,6 +7,7 @@ stays fast; a bad input or bundle prints one red line naming it and exits with c
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -28,7 +29,9 @@ def report(
     leads: str | None = typer.Option(None, "--leads", help="Comma-separated lead names in the file's channel order."),
     units: str = typer.Option("auto", "--units", help="auto | mV | uV."),
     explanation: str | None = typer.Option(
-        None, "--explanation", help="surrogate | gradient | gradient_x_probability (default: surrogate)."
+        None,
+        "--explanation",
+        help="surrogate | surrogate_centered | gradient | gradient_x_probability (default: see docs/explanations.md).",
     ),
 ) -> None:
     """Write the report of one ECG: 12-lead tracing, diagnoses with supporting labs, model statement."""
@@ -48,6 +51,13 @@ def report(
     if missing_leads not in ("error", "zero"):
         raise fail(f"--missing-leads must be error or zero, got {missing_leads!r}")
 
+    from ecgkt.predict.engine import prediction_method
+
+    try:
+        method = prediction_method(explanation)
+    except ValueError as error:
+        raise fail(f"--explanation: {error}") from None
+
     from ecgkt.bundle import BundleError, load_bundle
     from ecgkt.explain.supporting_labs import ExplanationError
     from ecgkt.predict.engine import Predictor
@@ -55,23 +65,23 @@ def report(
     from ecgkt.report.pdf import write_report_pdf
     from ecgkt.signals.readers import EcgInputError, read_ecg
 
-    reader_kwargs: dict[str, object] = {"missing_leads": missing_leads, "units": units}
+    reader_kwargs: dict[str, Any] = {"missing_leads": missing_leads, "units": units}
     if sampling_rate is not None:
         reader_kwargs["sampling_rate_hz"] = sampling_rate
     if leads is not None:
         reader_kwargs["lead_names"] = [name.strip() for name in leads.split(",") if name.strip()]
     try:
-        predictor = Predictor(load_bundle(bundle), explanation=explanation)  # type: ignore[arg-type]
-        ecg = read_ecg(input_path, **reader_kwargs)  # type: ignore[arg-type]
+        predictor = Predictor(load_bundle(bundle), explanation=method)
+        ecg = read_ecg(input_path, **reader_kwargs)
         result = predictor.predict(ecg)
     except (EcgInputError, BundleError, ExplanationError, FileNotFoundError) as error:
         raise fail(error) from None
-    method = predictor.explanation_method
+    shown_method = predictor.explanation_method
     if suffix == ".pdf":
-        content = report_content(result, ecg, predictor.manifest, explanation_method=method)
+        content = report_content(result, ecg, predictor.manifest, explanation_method=shown_method)
         write_report_pdf(out, content, ecg)
     else:
-        html = render_report_html(result, ecg, predictor.manifest, explanation_method=method)
+        html = render_report_html(result, ecg, predictor.manifest, explanation_method=shown_method)
         _write_text(out, html)
     positives = [d.code for d in result.diagnoses if d.positive]
     console.print(

@@ -24,6 +24,11 @@ MARGIN_MM = 12.0
 WRAP_CHARS = 120
 
 
+def _plain(text: str) -> str:
+    """Escape `$` so matplotlib never parses input text (a file name, a note) as mathtext."""
+    return text.replace("$", r"\$")
+
+
 def _text_lines(content: ReportContent) -> list[tuple[str, str]]:
     """(style, text) lines of the findings page; style is 'h' (heading), 'b' (bold) or ''."""
     lines: list[tuple[str, str]] = [("h", f"ECG report — {content.source_name}")]
@@ -75,7 +80,7 @@ def _text_pages(content: ReportContent) -> list[Figure]:
             figure.text(
                 MARGIN_MM / width_mm,
                 y,
-                text,
+                _plain(text),
                 fontsize=11 if style == "h" else 8.5,
                 weight="bold" if style in ("h", "b") else "normal",
                 va="top",
@@ -93,7 +98,7 @@ def write_report_pdf(path: Path, content: ReportContent, ecg: EcgInput) -> Path:
     os.close(handle)
     try:
         with PdfPages(temporary, metadata={"Title": f"ECG report — {content.source_name}", "Creator": "ecgkt"}) as pdf:
-            pdf.savefig(plot_12lead(ecg.signal_mv, ecg.sampling_rate_hz, title=f"12-lead ECG — {content.source_name}"))
+            pdf.savefig(plot_12lead(ecg.signal_mv, ecg.sampling_rate_hz, title=_plain(f"12-lead ECG — {content.source_name}")))
             for page in _text_pages(content):
                 pdf.savefig(page)
         os.replace(temporary, target)

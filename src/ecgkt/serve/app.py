@@ -530,6 +530,10 @@ def create_app(bundle_path: Path | str, backend: Backend = "torch", settings: Se
             "Research software, not a medical device."
         ),
         lifespan=lifespan,
+        # Swagger UI / ReDoc load their JavaScript from a CDN: no third-party code is served here.
+        # The schema itself is at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = service
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_upload_bytes)

@@ -26,7 +26,8 @@ from ecgkt.synth.errors import InvalidRequestError, OutputExistsError, OutputNot
 from ecgkt.synth.physiology import REPORTED_STATES
 from ecgkt.synth.records import RecordJob, render_and_write
 
-MAX_PATIENTS = 1_000_000
+MAX_PATIENTS = 200_000  # MIMIC-IV-ECG has ~160k patients; beyond this the job list outgrows memory
+BYTES_PER_PATIENT = 3.6 * 121_000 + 25_000  # ~3.6 ECGs of 120 kB each, plus table rows
 MAX_WORKERS = 256
 MAX_SEED = 2**63 - 1
 CHUNK_SIZE = 32
@@ -84,7 +85,19 @@ def validate_request(out: Path, n_patients: int, seed: int, workers: int | None,
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise OutputNotWritableError(f"{out}: cannot create or write in {existing}")
+    needed = n_patients * BYTES_PER_PATIENT
+    free = shutil.disk_usage(existing).free
+    if needed > free:
+        raise OutputNotWritableError(f"{out}: {n_patients:,} patients need about {_size(needed)}, "
+                                     f"only {_size(free)} free on that disk")
     return workers
+
+
+def _size(n_bytes: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{n_bytes / 1e3:.0f} kB"
 
 
 @contextmanager
@@ -147,7 +160,13 @@ def _progress(enabled: bool) -> Progress:
 
 def generate_cohort(out: Path, n_patients: int, seed: int, overwrite: bool = False, workers: int | None = None,
                     show_progress: bool = True) -> CohortSummary:
-    """Write a synthetic cohort in the MIMIC-IV / -ED / -ECG layouts plus its ground truth to `out`."""
+    """Write a synthetic cohort in the MIMIC-IV / -ED / -ECG layouts plus its ground truth to `out`.
+
+    With `workers` > 1, records are rendered in *spawned* processes, so a calling script needs the
+    usual `if __name__ == "__main__":` guard (the `ecgkt` command and pytest already have it).
+    Raises `InvalidRequestError`, `OutputExistsError` or `OutputNotWritableError` before doing any
+    work when the request is unusable.
+    """
     from ecgkt.synth.ground_truth import write_ground_truth
     from ecgkt.synth.simulate import simulate
     from ecgkt.synth.tables import machine_measurements_table

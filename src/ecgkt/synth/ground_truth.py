@@ -51,7 +51,7 @@ FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 EFFECT_SIZE_THRESHOLD = 0.2
 PROPORTION_THRESHOLD = 0.1
-MAX_INTERVENTION_VISITS = 4000
+MAX_INTERVENTION_VISITS = 2000
 SCHEMA_VERSION = 1
 BOOLEAN_ECG_FEATURES = frozenset({"rhythm_af", "t_inversion", "pathological_q", "bbb_lbbb", "bbb_rbbb",
                                   "lvh_strain"})
@@ -123,21 +123,9 @@ class _Intervener:
         p = sim.visits.patient[self.rows]
         self.age, self.female, self.bmi = sim.visits.age[self.rows], sim.patients.female[p], sim.patients.bmi[p]
         self.old_mi = sim.states.old_mi_territory[self.rows]
-        self.lab_chronic_obs = sim.lab_chronic[self.rows]
-        self.lab_arrival_obs = sim.lab_arrival[self.rows]
 
     def _labs(self, flags: Mapping[str, BoolArray]) -> tuple[FloatArray, FloatArray]:
-        chronic, arrival = self.sim.lab_model.evaluate(self._full(flags))
-        return chronic[self.rows], arrival[self.rows]
-
-    def _full(self, flags: Mapping[str, BoolArray]) -> dict[str, BoolArray]:
-        """Lab/vital models evaluate every visit; put the sample's flags back into full-size arrays."""
-        out = {}
-        for name, values in self.sim.states.flags.items():
-            full = values.copy()
-            full[self.rows] = flags[name]
-            out[name] = full
-        return out
+        return self.sim.lab_model.evaluate(flags, rows=self.rows)
 
     def outcomes(self, flags: Mapping[str, BoolArray], territory: NDArray[np.object_],
                  lab_override: Callable[[FloatArray], FloatArray] | None = None) -> dict[str, FloatArray]:
@@ -147,11 +135,7 @@ class _Intervener:
             chronic_w = lab_override(chronic_w)
         arrival = lab_truth.arrival_values(arrival_w)
         chronic = lab_truth.derive(lab_truth.to_natural(chronic_w))
-        hb_chronic = np.zeros(self.sim.visits.n)
-        hb_arrival = np.zeros(self.sim.visits.n)
-        hb_chronic[self.rows], hb_arrival[self.rows] = chronic["Hemoglobin"], arrival["Hemoglobin"]
-        _, vit_arrival = self.sim.vital_model.evaluate(self._full(flags), hb_chronic, hb_arrival)
-        vit = vit_arrival[self.rows]
+        _, vit = self.sim.vital_model.evaluate(flags, chronic["Hemoglobin"], arrival["Hemoglobin"], rows=self.rows)
         inputs = EcgInputs(
             flags=flags, potassium=arrival["Potassium"], free_calcium=arrival["Free Calcium"],
             magnesium=arrival["Magnesium"], heart_rate=vit[:, vitals.VITAL_INDEX["heartrate"]], age=self.age,

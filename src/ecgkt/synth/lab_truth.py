@@ -338,19 +338,23 @@ class LabTruthModel:
         group_u = rng.random((n, len(unique_groups)))
         self._effect_u = group_u[:, [unique_groups.index(k) for k in group_keys]]
 
-    def evaluate(self, flags: Mapping[str, NDArray[np.bool_]]) -> tuple[FloatArray, FloatArray]:
+    def evaluate(self, flags: Mapping[str, NDArray[np.bool_]],
+                 rows: NDArray[np.int64] | None = None) -> tuple[FloatArray, FloatArray]:
         """(chronic, arrival) matrices (visits × primary variables) in working units (log for log scale).
 
         `chronic` includes only patient-level conditions and medications; `arrival` adds the acute
-        conditions of the visit, at their peak.
+        conditions of the visit, at their peak. With `rows`, only those visits are evaluated and
+        `flags` holds their values only.
         """
-        chronic = self._baseline.copy()
+        index = slice(None) if rows is None else rows
+        chronic = self._baseline[index].copy()
+        effect_u, effect_z = self._effect_u[index], self._effect_z[index]
         acute = np.zeros_like(chronic)
         for k, effect in enumerate(LAB_EFFECTS):
-            carrier = flags[effect.condition] & (self._effect_u[:, k] < effect.fraction)
+            carrier = flags[effect.condition] & (effect_u[:, k] < effect.fraction)
             if not carrier.any():
                 continue
-            shift = effect.shift * np.maximum(1.0 + effect.spread * self._effect_z[:, k], 0.0)
+            shift = effect.shift * np.maximum(1.0 + effect.spread * effect_z[:, k], 0.0)
             target = chronic if effect.condition in CHRONIC_CONDITIONS else acute
             target[:, PRIMARY_INDEX[effect.variable]] += np.where(carrier, shift, 0.0)
         return chronic, chronic + acute

@@ -51,12 +51,12 @@ def omr_table(subject_id: NDArray[np.int64], visit_patient: NDArray[np.int64], v
     frames = []
     for name, value, mask in zip(names, values, keep, strict=True):
         frames.append(pl.DataFrame({
-            "subject_id": subject_id[patient][mask],
-            "chartdate": day[mask].astype("datetime64[D]"),
-            "result_name": np.full(int(mask.sum()), name),
-            "result_value": value[mask],
+            "subject_id": pl.Series(subject_id[patient][mask], dtype=pl.Int64),
+            "chartdate": pl.Series(day[mask].astype("datetime64[D]")).cast(pl.Date),
+            "result_name": pl.Series([name] * int(mask.sum()), dtype=pl.String),
+            "result_value": pl.Series(value[mask].tolist(), dtype=pl.String),
         }))
     frame = pl.concat(frames).sort(["subject_id", "chartdate", "result_name"])
     frame = frame.with_columns((pl.int_range(pl.len()).over(["subject_id", "chartdate", "result_name"]) + 1)
                                .cast(pl.Int64).alias("seq_num"))
-    return frame.with_columns(pl.col("chartdate").cast(pl.Date)).select(OMR_COLUMNS)
+    return frame.select(OMR_COLUMNS)

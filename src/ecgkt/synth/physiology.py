@@ -84,6 +84,8 @@ PATIENT_CONDITIONS: tuple[ConditionModel, ...] = (
 )
 
 VISIT_CONDITIONS: tuple[ConditionModel, ...] = (
+    ConditionModel("distress", "pain or anxiety at arrival (raises heart rate and blood pressure)", -0.6, {},
+                   kind="hidden"),
     ConditionModel("gastroenteritis", "vomiting / diarrhoea (volume and potassium loss)", -2.6,
                    {"age10": -0.1}),
     ConditionModel("infection", "bacterial infection (urinary, pulmonary, skin)", -2.1,

@@ -39,11 +39,11 @@ class VitalVariable:
 VITALS: tuple[VitalVariable, ...] = (
     VitalVariable("temperature", 98.1, 0.45, half_life_min=240.0, measurement_sd=0.3, decimals=1,
                   bounds=(90.0, 106.5)),
-    VitalVariable("heartrate", 76.0, 9.0, mean_female=79.0, age_slope=-0.8, measurement_sd=3.0,
+    VitalVariable("heartrate", 70.0, 12.0, mean_female=73.0, age_slope=-0.8, measurement_sd=3.0,
                   bounds=(32.0, 190.0)),
-    VitalVariable("resprate", 16.5, 1.6, measurement_sd=1.5, bounds=(8.0, 50.0)),
+    VitalVariable("resprate", 15.8, 1.6, measurement_sd=1.5, bounds=(8.0, 50.0)),
     VitalVariable("o2sat", 97.8, 1.2, half_life_min=120.0, measurement_sd=1.0, bounds=(60.0, 100.0)),
-    VitalVariable("sbp", 132.0, 16.0, mean_female=128.0, age_slope=4.0, half_life_min=240.0, measurement_sd=7.0,
+    VitalVariable("sbp", 128.0, 16.0, mean_female=124.0, age_slope=4.0, half_life_min=240.0, measurement_sd=7.0,
                   bounds=(55.0, 250.0)),
     VitalVariable("dbp", 78.0, 10.0, age_slope=-1.5, half_life_min=240.0, measurement_sd=5.0,
                   bounds=(25.0, 150.0)),
@@ -68,6 +68,8 @@ VITAL_EFFECTS: tuple[VitalEffect, ...] = (
     VitalEffect("hyperglycaemic_crisis", "heartrate", 15.0), VitalEffect("gastroenteritis", "heartrate", 10.0),
     VitalEffect("alcohol_intoxication", "heartrate", 10.0), VitalEffect("acute_ischaemia", "heartrate", 6.0),
     VitalEffect("aki", "heartrate", 4.0), VitalEffect("atrial_fibrillation", "heartrate", 20.0, 0.9),
+    VitalEffect("distress", "heartrate", 12.0, 0.6), VitalEffect("distress", "sbp", 8.0, 0.6),
+    VitalEffect("distress", "resprate", 2.0, 0.6),
     VitalEffect("infection", "temperature", 1.6, 0.5), VitalEffect("sepsis", "temperature", 1.6, 0.6, 0.85),
     VitalEffect("sepsis", "temperature", -3.0, 0.4, 0.12),
     VitalEffect("copd", "resprate", 2.0), VitalEffect("heart_failure", "resprate", 1.0),
@@ -109,14 +111,16 @@ class VitalTruthModel:
         self._z = rng.standard_normal((n, len(VITAL_EFFECTS)))
         self._u = rng.random((n, len(VITAL_EFFECTS)))
 
-    def evaluate(self, flags: Mapping[str, BoolArray], hb_chronic: FloatArray,
-                 hb_arrival: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """(chronic, arrival) true vitals, visits × VITALS."""
-        chronic = self._baseline.copy()
+    def evaluate(self, flags: Mapping[str, BoolArray], hb_chronic: FloatArray, hb_arrival: FloatArray,
+                 rows: NDArray[np.int64] | None = None) -> tuple[FloatArray, FloatArray]:
+        """(chronic, arrival) true vitals, visits × VITALS (only `rows` when given; inputs then per row)."""
+        index = slice(None) if rows is None else rows
+        chronic = self._baseline[index].copy()
+        u, z = self._u[index], self._z[index]
         acute = np.zeros_like(chronic)
         for k, effect in enumerate(VITAL_EFFECTS):
-            carrier = flags[effect.condition] & (self._u[:, k] < effect.fraction)
-            shift = effect.shift * np.maximum(1.0 + effect.spread * self._z[:, k], 0.0)
+            carrier = flags[effect.condition] & (u[:, k] < effect.fraction)
+            shift = effect.shift * np.maximum(1.0 + effect.spread * z[:, k], 0.0)
             target = chronic if effect.condition in CHRONIC_CONDITIONS else acute
             target[:, VITAL_INDEX[effect.vital]] += np.where(carrier, shift, 0.0)
         hr = VITAL_INDEX["heartrate"]

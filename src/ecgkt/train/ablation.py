@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ecgkt.config import RunConfig
-from ecgkt.train.benchmark import assemble_je_model, evaluate_je
+from ecgkt.train.benchmark import assemble_je_model, evaluate_je, is_global_zero
 from ecgkt.train.evaluation import atomic_write_text, write_json
 from ecgkt.train.stages import run_baseline, run_finetune, run_labs, run_pretrain
 
@@ -86,6 +86,8 @@ def run_variant(config: RunConfig, store: Path, out: Path, variant: Variant, res
             cfg, store, folders["finetune"], pretrained_encoder=pretrain.encoder_path, resume=resume
         )
     labs = run_labs(cfg, store, folders["labs"], encoder=finetune.encoder_path, resume=resume)
+    if not is_global_zero():
+        return {}
     model = assemble_je_model(cfg, finetune, labs)
     scores = evaluate_je(cfg, store, model, folders["labs"] / "je")
     return {
@@ -132,6 +134,8 @@ def run_ablation(
     store_path, out = Path(store), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = [run_variant(config, store_path, out, variant, resume) for variant in variants(config)]
+    if not is_global_zero():
+        return rows
     write_json(out / "ablation.json", {"store": str(store_path), "preset": config.preset, "rows": rows})
     atomic_write_text(out / "ablation.md", render_markdown(rows, config, store_path))
     return rows

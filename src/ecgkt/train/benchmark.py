@@ -91,6 +91,13 @@ class Table1:
         return {"cohort": self.cohort, "settings": self.settings, "rows": self.rows, "stages": self.stages}
 
 
+def is_global_zero() -> bool:
+    """True outside distributed runs and on global rank 0 (Lightning sets the rank from the launcher's env)."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0)) == 0
+
+
 # ---- the JE model ----------------------------------------------------------------------------------
 
 
@@ -293,6 +300,8 @@ def run_benchmark(config: RunConfig, store: str | Path, out_dir: str | Path, *, 
     out.mkdir(parents=True, exist_ok=True)
     write_config(config, out / "config.yaml")
     stages = run_stages(config, store_path, out, resume)
+    if not is_global_zero():  # under DDP the other ranks only join the trainings
+        return Table1(rows=[], cohort={}, settings=_settings(config), stages={})
 
     je_dir = out / "je"
     model = assemble_je_model(config, stages["finetune"], stages["labs"])

@@ -67,6 +67,11 @@ def _print_metrics(title: str, metrics: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from ecgkt.train.benchmark import is_global_zero
+
+    if not is_global_zero():  # under DDP every rank runs the command; one summary is enough
+        return
+
     table = Table(title=title)
     for column in ("split", "macro AUROC", "95% CI", "records"):
         table.add_column(column)
@@ -194,6 +199,8 @@ def register(app: typer.Typer) -> None:
             from ecgkt.train.benchmark import console_table, run_benchmark
 
             table = run_benchmark(_config(preset, config, seed), store, out, resume=resume)
+            if not table.rows:  # a non-zero DDP rank
+                return
             console = Console()
             console.print(console_table(table))
             console.print(f"Written: {out / 'table1.md'}, {out / 'table1.json'}, plots/, per_label/, bundle/")
@@ -215,9 +222,12 @@ def register(app: typer.Typer) -> None:
             from rich.console import Console
 
             from ecgkt.train.ablation import render_markdown, run_ablation
+            from ecgkt.train.benchmark import is_global_zero
 
             cfg = _config(preset, config, seed)
             rows = run_ablation(cfg, store, out, resume=resume)
+            if not is_global_zero():
+                return
             Console().print(render_markdown(rows, cfg, Path(store)), soft_wrap=True)
 
         _run(body)

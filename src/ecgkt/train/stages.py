@@ -22,7 +22,7 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -102,6 +102,16 @@ def _check_out_dir(
     return "resume" if interrupted else "fresh"
 
 
+def _publish(trainer: L.Trainer, name: str, out_dir: Path, outputs: Callable[[], dict[str, Any]]) -> StageResult:
+    """Global rank 0 writes the stage's weights, predictions and metrics; every rank waits at a
+    barrier (Lightning's strategy API) and then reads the same metrics.json, so the next stage can
+    start on all ranks from the files rank 0 wrote."""
+    if trainer.is_global_zero:
+        write_json(out_dir / METRICS_FILE, outputs())
+    trainer.strategy.barrier(f"ecgkt-{name}-outputs")
+    return _load_result(name, out_dir)
+
+
 def _load_result(name: str, out_dir: Path) -> StageResult:
     return StageResult(name, out_dir, json.loads((out_dir / METRICS_FILE).read_text()))
 
@@ -116,6 +126,7 @@ def configure_torch(config: RunConfig) -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     # Frozen encoder blocks are in eval mode on purpose (no dropout in frozen layers).
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # resume
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")  # lightning vs torch 2.13
 
 
@@ -275,25 +286,26 @@ def run_pretrain(
     )
     with _stage_announcement(f"pretrain ({stage.objective})", out):
         best, seconds = _fit(module, datamodule, trainer, checkpoint, out, state)
-    if not trainer.is_global_zero:
-        return StageResult("pretrain", out, {})
-    _save_weights(out / ENCODER_FILE, module.encoder)
-    _save_weights(out / MODEL_FILE, module)
-    score = checkpoint.best_model_score
-    metrics = {
-        "stage": "pretrain",
-        "objective": stage.objective,
-        "best_val_loss": None if score is None else float(score),
-        "best_epoch": _best_epoch(best),
-        "epochs": trainer.current_epoch,
-        "train_seconds": round(seconds, 1),
-        "n_records": {split: len(datamodule.dataset(split)) for split in ("train", "val")},
-        "tabular_groups": list(stage.tabular_groups),
-        "n_tabular_numeric": n_numeric,
-        "n_tabular_categorical": len(cardinalities),
-    }
-    write_json(out / METRICS_FILE, metrics)
-    return StageResult("pretrain", out, metrics)
+
+    def outputs() -> dict[str, Any]:
+        _save_weights(out / ENCODER_FILE, module.encoder)
+        _save_weights(out / MODEL_FILE, module)
+        score = checkpoint.best_model_score
+        metrics = {
+            "stage": "pretrain",
+            "objective": stage.objective,
+            "best_val_loss": None if score is None else float(score),
+            "best_epoch": _best_epoch(best),
+            "epochs": trainer.current_epoch,
+            "train_seconds": round(seconds, 1),
+            "n_records": {split: len(datamodule.dataset(split)) for split in ("train", "val")},
+            "tabular_groups": list(stage.tabular_groups),
+            "n_tabular_numeric": n_numeric,
+            "n_tabular_categorical": len(cardinalities),
+        }
+        return metrics
+
+    return _publish(trainer, "pretrain", out, outputs)
 
 
 # ---- supervised stages -----------------------------------------------------------------------------
@@ -359,29 +371,30 @@ def run_supervised(
     )
     with _stage_announcement(spec.name, out):
         best, seconds = _fit(module, datamodule, trainer, checkpoint, out, state)
-    if not trainer.is_global_zero:
-        return StageResult(spec.name, out, {})
-    _save_weights(out / ENCODER_FILE, module.encoder)
-    _save_weights(out / MODEL_FILE, module.net)
-    if isinstance(module.net, EcgClassifier):
-        _save_weights(out / HEAD_FILE, module.net.head)
-    metrics = _score_splits(module, datamodule, config, out)
-    metrics.update(
-        {
-            "stage": spec.name,
-            "target": spec.target,
-            "tabular_groups": list(spec.tabular_groups or []),
-            "init_encoder": None if spec.init_encoder is None else str(spec.init_encoder),
-            "freeze_layers": spec.freeze_layers,
-            "freeze_encoder": spec.freeze_encoder,
-            "encoder_lr_factor": spec.encoder_lr_factor,
-            "best_epoch": _best_epoch(best),
-            "epochs": trainer.current_epoch,
-            "train_seconds": round(seconds, 1),
-        }
-    )
-    write_json(out / METRICS_FILE, metrics)
-    return StageResult(spec.name, out, metrics)
+
+    def outputs() -> dict[str, Any]:
+        _save_weights(out / ENCODER_FILE, module.encoder)
+        _save_weights(out / MODEL_FILE, module.net)
+        if isinstance(module.net, EcgClassifier):
+            _save_weights(out / HEAD_FILE, module.net.head)
+        metrics = _score_splits(module, datamodule, config, out)
+        metrics.update(
+            {
+                "stage": spec.name,
+                "target": spec.target,
+                "tabular_groups": list(spec.tabular_groups or []),
+                "init_encoder": None if spec.init_encoder is None else str(spec.init_encoder),
+                "freeze_layers": spec.freeze_layers,
+                "freeze_encoder": spec.freeze_encoder,
+                "encoder_lr_factor": spec.encoder_lr_factor,
+                "best_epoch": _best_epoch(best),
+                "epochs": trainer.current_epoch,
+                "train_seconds": round(seconds, 1),
+            }
+        )
+        return metrics
+
+    return _publish(trainer, spec.name, out, outputs)
 
 
 def evaluation_device(config: RunConfig) -> torch.device:

@@ -1,0 +1,1 @@
+"""The prediction service: FastAPI app (`app.create_app`), upload checks (`uploads`), the upload page."""
