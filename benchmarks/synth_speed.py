@@ -44,6 +44,24 @@ def wrsamp_reference(n_records: int, folder: Path) -> float:
     return n_records / (time.perf_counter() - started)
 
 
+def phase_costs(n_records: int, folder: Path, seed: int) -> tuple[float, float]:
+    """Milliseconds per record spent rendering and spent writing WFDB files, in this process."""
+    from ecgkt.synth.records import write_wfdb_record
+    from ecgkt.synth.simulate import simulate
+    from ecgkt.synth.streams import record_stream
+    from ecgkt.synth.waveform import render_ecg
+
+    jobs = simulate(max(10, n_records // 3), seed).jobs[:n_records]
+    started = time.perf_counter()
+    rendered = [render_ecg(job.params, record_stream(seed, job.index))[0] for job in jobs]
+    render_ms = 1000 * (time.perf_counter() - started) / len(jobs)
+    started = time.perf_counter()
+    for job, signal in zip(jobs, rendered, strict=True):
+        write_wfdb_record(folder / job.relative_dir, str(job.study_id), signal, job.subject_id, job.ecg_time)
+    write_ms = 1000 * (time.perf_counter() - started) / len(jobs)
+    return render_ms, write_ms
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=600)
@@ -64,6 +82,7 @@ def main() -> None:
         (work / "ref").mkdir()
         n_ref = min(runs[0]["records"], 400)
         reference = wrsamp_reference(n_ref, work / "ref")
+        render_ms, write_ms = phase_costs(300, work / "phases", args.seed)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load_after = os.getloadavg()
@@ -72,6 +91,7 @@ def main() -> None:
     result = {
         "patients": args.patients, "seed": args.seed, "records": one["records"], "runs": runs,
         "reference_wfdb_wrsamp_records_per_second": reference, "reference_records": n_ref,
+        "render_ms_per_record": render_ms, "wfdb_write_ms_per_record": write_ms,
         "speedup_2_vs_1_workers": two["records_per_second"] / one["records_per_second"],
         "ratio_2_workers_vs_wrsamp": two["records_per_second"] / reference,
         "target_records_per_second_2_cores": TARGET_RECORDS_PER_SECOND,
@@ -98,6 +118,9 @@ def main() -> None:
         "",
         f"Reference in the same run: bare `wfdb.wrsamp` (no rendering) writes {reference:.0f} records/s "
         f"in one process ({n_ref} records).",
+        "",
+        f"Where a record's time goes (one process, 300 records, same run): rendering {render_ms:.1f} ms, "
+        f"writing the WFDB files {write_ms:.1f} ms.",
         "",
         f"- 2 workers vs 1 worker: **{result['speedup_2_vs_1_workers']:.2f}×**",
         f"- full generator on 2 workers vs bare `wfdb.wrsamp` on 1: **{result['ratio_2_workers_vs_wrsamp']:.2f}×**",

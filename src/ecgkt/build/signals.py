@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -194,13 +195,21 @@ class ChunkResult:
     start: int
     statuses: list[str]
     events: dict[str, list[object]]  # key -> [count, [examples]]
+    cpu_seconds: float = 0.0  # CPU time the worker spent on the chunk (speed independent of machine load)
 
     def to_json(self) -> dict[str, object]:
-        return {"index": self.index, "start": self.start, "statuses": self.statuses, "events": self.events}
+        return {
+            "index": self.index,
+            "start": self.start,
+            "statuses": self.statuses,
+            "events": self.events,
+            "cpu_seconds": self.cpu_seconds,
+        }
 
 
 def ingest_chunk(signals_file: str, index: int, start: int, bases: Sequence[str], labels: Sequence[str]) -> ChunkResult:
     """Worker: read records `bases`, write rows start..start+len into the memmap, flush, report."""
+    cpu_started = time.process_time()
     array = np.load(signals_file, mmap_mode="r+")
     statuses: list[str] = []
     events: dict[str, list[object]] = {}
@@ -227,7 +236,7 @@ def ingest_chunk(signals_file: str, index: int, start: int, bases: Sequence[str]
             count(repair, label)
     array.flush()
     del array
-    return ChunkResult(index, start, statuses, events)
+    return ChunkResult(index, start, statuses, events, time.process_time() - cpu_started)
 
 
 def marker_statuses(marker: dict[str, object]) -> list[str]:
