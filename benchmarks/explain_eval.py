@@ -30,7 +30,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 ECGKT = [sys.executable, "-m", "ecgkt.cli"]
-CHOSEN = ("surrogate", "surrogate_centered", "gradient", "gradient_x_probability", "cooccurrence", "probability")
+CHOSEN = ("association", "gradient_x_probability", "surrogate", "cooccurrence", "probability", "random")
 
 
 def _run(args: list[str], log: Path) -> None:
@@ -90,7 +90,7 @@ def prepare(workdir: Path, patients: int, seed: int) -> tuple[Path, Path, Path]:
     if not (bundle / "bundle.json").exists():
         print("training stages 1-3 (cpu preset, shortened) ...", flush=True)
         train_bundle(store, run)
-    if not (bundle / "explanation_surrogate.json").exists():
+    if not (bundle / "explanation_association.json").exists():
         _run([*ECGKT, "calibrate", str(bundle), str(store)], log)
     return bundle, store, synth / "ground_truth"
 

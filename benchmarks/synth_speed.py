@@ -1,7 +1,9 @@
 """How fast `ecgkt synth` writes a cohort, at 1 and 2 worker processes, against a same-run reference.
 
 Measured: the whole `generate_cohort` call (latent simulation, all MIMIC tables, rendering and WFDB
-writing of every ECG, machine measurements, ground truth) in records per second of wall time.
+writing of every ECG, machine measurements, ground truth) in records per second of wall time, and
+the CPU time it used (this process + workers): on a machine shared with other jobs the wall-clock
+rate only reflects the CPU share obtained, so records per CPU-second × cores is reported too.
 Reference (same run, same machine, same load): writing the same number of 12-lead records with bare
 `wfdb.wrsamp` in one process, with no rendering at all. The ratio says how the full generator
 compares with the I/O library alone; the 2-vs-1 worker ratio shows the parallel scaling.
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import tempfile
 import time
@@ -62,6 +65,12 @@ def phase_costs(n_records: int, folder: Path, seed: int) -> tuple[float, float]:
     return render_ms, write_ms
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its reaped worker processes."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=600)
@@ -73,11 +82,16 @@ def main() -> None:
     runs = []
     try:
         for workers in (1, 2):
+            cpu_before = cpu_seconds()
             summary = generate_cohort(work / f"w{workers}", args.patients, args.seed, workers=workers,
                                       show_progress=True)
+            cpu = cpu_seconds() - cpu_before
             runs.append({"workers": workers, "records": summary.ecgs, "seconds": summary.seconds,
-                         "records_per_second": summary.ecgs / summary.seconds,
-                         "render_write_records_per_second": summary.ecgs / summary.render_seconds})
+                         "records_per_second": summary.ecgs / summary.seconds, "cpu_seconds": cpu,
+                         "cores_used": cpu / summary.seconds,
+                         "records_per_cpu_second": summary.ecgs / cpu,
+                         "projected_records_per_second_on_2_free_cores":
+                             summary.ecgs / cpu * min(2, workers)})
             shutil.rmtree(work / f"w{workers}")
         (work / "ref").mkdir()
         n_ref = min(runs[0]["records"], 400)
@@ -96,6 +110,7 @@ def main() -> None:
         "ratio_2_workers_vs_wrsamp": two["records_per_second"] / reference,
         "target_records_per_second_2_cores": TARGET_RECORDS_PER_SECOND,
         "meets_target": two["records_per_second"] >= TARGET_RECORDS_PER_SECOND,
+        "projected_meets_target": two["projected_records_per_second_on_2_free_cores"] >= TARGET_RECORDS_PER_SECOND,
         "cpu_count": os.cpu_count(), "load_average_before": load_before, "load_average_after": load_after,
         "python": platform.python_version(), "machine": platform.machine(),
     }
@@ -108,12 +123,14 @@ def main() -> None:
         f"(plus all tables and ground truth) on {os.cpu_count()} CPUs "
         f"(1-min load average {load_before[0]:.1f} before, {load_after[0]:.1f} after: the machine is shared).",
         "",
-        "| workers | wall time (s) | records/s (whole run) | records/s (render + WFDB write phase) |",
-        "|---|---|---|---|",
+        "| workers | wall time (s) | records/s (wall) | CPU s used | cores obtained | records per CPU-second "
+        "| projected records/s on free cores |",
+        "|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         lines.append(f"| {run['workers']} | {run['seconds']:.1f} | {run['records_per_second']:.0f} | "
-                     f"{run['render_write_records_per_second']:.0f} |")
+                     f"{run['cpu_seconds']:.1f} | {run['cores_used']:.2f} | {run['records_per_cpu_second']:.0f} | "
+                     f"{run['projected_records_per_second_on_2_free_cores']:.0f} |")
     lines += [
         "",
         f"Reference in the same run: bare `wfdb.wrsamp` (no rendering) writes {reference:.0f} records/s "
@@ -124,8 +141,12 @@ def main() -> None:
         "",
         f"- 2 workers vs 1 worker: **{result['speedup_2_vs_1_workers']:.2f}×**",
         f"- full generator on 2 workers vs bare `wfdb.wrsamp` on 1: **{result['ratio_2_workers_vs_wrsamp']:.2f}×**",
-        f"- target ≥ {TARGET_RECORDS_PER_SECOND:.0f} records/s on 2 cores: "
-        f"**{'met' if result['meets_target'] else 'NOT met'}** ({two['records_per_second']:.0f} records/s)",
+        f"- target ≥ {TARGET_RECORDS_PER_SECOND:.0f} records/s on 2 cores, wall clock on this shared machine: "
+        f"**{'met' if result['meets_target'] else 'NOT met'}** ({two['records_per_second']:.0f} records/s with "
+        f"{two['cores_used']:.2f} cores actually obtained)",
+        f"- the same, projected from CPU time on 2 free cores (records per CPU-second × 2): "
+        f"**{'met' if result['projected_meets_target'] else 'NOT met'}** "
+        f"({two['projected_records_per_second_on_2_free_cores']:.0f} records/s)",
         "",
         "The generator writes WFDB files itself (byte-identical to `wfdb.wrsamp`, checked by a test) because "
         "`wfdb.wrsamp` spends most of its time validating header fields.",

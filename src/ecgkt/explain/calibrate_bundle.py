@@ -6,7 +6,9 @@ What is fitted, all on the store's validation fold (never on test, never on trai
 - one threshold per label on the calibrated probabilities, by Youden's J (sensitivity +
   specificity − 1): it treats a missed and a false finding alike, is insensitive to prevalence, and
   gives 0.5 when a label has only one class on validation;
-- the sparse lab → diagnosis surrogate used as the default explanation (explain/surrogate.py).
+- the explanations' fitted parts: the diagnosis ↔ lab association of the TRAINING fold's labels
+  (the default explanation, explain/association.py) and the sparse lab → diagnosis surrogate
+  (explain/surrogate.py), fitted on validation.
 
 Expected calibration error per head is measured before and after, on validation and (when the
 store has one) on the test fold, and written to `calibration_report.json` in the bundle. The
@@ -28,7 +30,8 @@ from pydantic import BaseModel
 
 from ecgkt.bundle import MANIFEST_FILE, Bundle, BundleManifest, load_bundle
 from ecgkt.evaluate.calibration import ThresholdRule, choose_thresholds, expected_calibration_error, fit_temperature
-from ecgkt.explain.store_outputs import FoldOutputs, fold_outputs
+from ecgkt.explain.association import fit_association, save_association
+from ecgkt.explain.store_outputs import FoldOutputs, fold_outputs, label_columns
 from ecgkt.explain.surrogate import fit_surrogate, logit, save_surrogate
 from ecgkt.predict.engine import apply_temperature
 from ecgkt.store import Store
@@ -97,6 +100,18 @@ def calibrate_bundle(
         r2 = [v for v in fitted.cv_r2 if v is not None]
         median_r2 = float(np.median(r2)) if r2 else None
         mean_used = float((np.abs(fitted.coefficient_matrix()) > 0).sum(axis=1).mean())
+    train = store.split_indices("train")
+    diag_cols = label_columns(manifest.diagnosis_labels, store.manifest.diagnosis_labels, "diagnosis", store)
+    lab_cols = label_columns(manifest.lab_labels, store.manifest.lab_labels, "lab", store)
+    save_association(
+        bundle.path,
+        fit_association(
+            store.diagnosis_targets()[train][:, diag_cols],
+            store.lab_targets()[train][:, lab_cols],
+            manifest.diagnosis_labels,
+            manifest.lab_labels,
+        ),
+    )
     write_manifest(bundle, updated)
     summary = CalibrationSummary(
         bundle=str(bundle.path),

@@ -2,7 +2,8 @@
 
 Protocol (docs/explanations.md):
 - the surrogate is fitted on the store's validation fold (as `ecgkt calibrate` does), the
-  co-occurrence baseline on the training fold; everything is scored on the test fold (`--split`);
+  association (default method) and the co-occurrence baseline on the training fold; everything is
+  scored on the test fold (`--split`);
 - a diagnosis is explained where the engine would explain it: on the records it calls positive
   (calibrated probability ≥ the bundle's threshold, 0.5 if uncalibrated); when fewer than
   `MIN_CASES` records are called positive, on the `MIN_CASES` most probable records, so weak
@@ -28,6 +29,7 @@ from pydantic import BaseModel
 
 from ecgkt.bundle import Bundle, load_bundle
 from ecgkt.evaluate.metrics import masked_auroc_per_label
+from ecgkt.explain.association import AssociationExplainer, fit_association
 from ecgkt.explain.ground_truth import GroundTruth, ground_truth_drivers, load_graph
 from ecgkt.explain.ranking import K_VALUES, ranking_metrics
 from ecgkt.explain.store_outputs import FoldOutputs, fold_outputs, label_columns, record_windows
@@ -196,12 +198,18 @@ def _explainer(name: MethodName, bundle: Bundle, surrogate: LabSurrogate, store:
         return ProbabilityBaseline(n_diagnoses)
     if name == "random":
         return RandomBaseline(n_diagnoses, seed=seed)
-    if name == "cooccurrence":
+    if name in ("cooccurrence", "association"):
         train = store.split_indices("train")
         diag_cols = label_columns(bundle.manifest.diagnosis_labels, store.manifest.diagnosis_labels, "diagnosis", store)
         lab_cols = label_columns(bundle.manifest.lab_labels, store.manifest.lab_labels, "lab", store)
-        return CooccurrenceBaseline.fit(
-            store.diagnosis_targets()[train][:, diag_cols], store.lab_targets()[train][:, lab_cols]
+        diagnosis_targets = store.diagnosis_targets()[train][:, diag_cols]
+        lab_targets = store.lab_targets()[train][:, lab_cols]
+        if name == "cooccurrence":
+            return CooccurrenceBaseline.fit(diagnosis_targets, lab_targets)
+        return AssociationExplainer(
+            fit_association(
+                diagnosis_targets, lab_targets, bundle.manifest.diagnosis_labels, bundle.manifest.lab_labels
+            )
         )
     raise ValueError(f"unknown explanation method {name!r}")
 

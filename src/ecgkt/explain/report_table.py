@@ -10,6 +10,7 @@ from pathlib import Path
 from ecgkt.explain.evaluation import ExplanationEvaluation
 
 METHOD_DESCRIPTIONS: dict[str, str] = {
+    "association": "phi(dx, lab) in training fold × lab probability",
     "gradient": "cos(∂diag/∂h_x, ∂lab/∂h_x)",
     "gradient_x_probability": "gradient cosine × lab probability",
     "surrogate": "L1 surrogate: coef × lab probability",

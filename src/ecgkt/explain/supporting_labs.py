@@ -6,6 +6,9 @@ every (diagnosis k, lab abnormality p) pair, shape (N, K, P); a higher score mea
 diagnosis k in this record". They are compared by `ecgkt explain-eval` (explain/evaluation.py) and
 the default is the one that measured best (docs/explanations.md):
 
+- `association` (the default): phi(diagnosis k, lab p) in the training fold × the predicted
+  probability of lab p for this ECG (explain/association.py): the lab prediction comes from the
+  shared embedding, the diagnosis ↔ lab link from the cohort the model was trained on.
 - `gradient`: cosine between ∂diag_logit_k/∂h_x and ∂lab_logit_p/∂h_x — "moving the embedding
   towards diagnosis k also moves it towards abnormality p". Needs the torch heads; per record.
 - `gradient_x_probability`: the same cosine times the predicted lab probability, so an abnormality
@@ -36,9 +39,17 @@ if TYPE_CHECKING:
     from ecgkt.explain.surrogate import LabSurrogate
 
 MethodName = Literal[
-    "gradient", "gradient_x_probability", "surrogate", "surrogate_centered", "cooccurrence", "probability", "random"
+    "association",
+    "gradient",
+    "gradient_x_probability",
+    "surrogate",
+    "surrogate_centered",
+    "cooccurrence",
+    "probability",
+    "random",
 ]
 METHOD_NAMES: tuple[MethodName, ...] = (
+    "association",
     "gradient",
     "gradient_x_probability",
     "surrogate",

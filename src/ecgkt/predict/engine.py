@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from ecgkt import __version__
 from ecgkt.bundle import Bundle, BundleManifest, EcgOnlyModel, load_bundle
+from ecgkt.explain.association import AssociationExplainer, load_association
 from ecgkt.explain.supporting_labs import (
     DEFAULT_TOP_LABS,
     GradientAlignment,
@@ -42,17 +43,23 @@ from ecgkt.signals.readers import EcgInput, prepare_windows, read_ecg
 
 DEFAULT_THRESHOLD = 0.5
 # Chosen by `ecgkt explain-eval` on the synthetic cohort; see docs/explanations.md.
-DEFAULT_EXPLANATION: MethodName = "surrogate"
-# Used when the default needs something the bundle lacks (a surrogate before `ecgkt calibrate`).
+DEFAULT_EXPLANATION: MethodName = "association"
+# Used when the default needs something the bundle lacks (before `ecgkt calibrate`).
 FALLBACK_EXPLANATION: MethodName = "gradient_x_probability"
 RUNNER_CHUNK_WINDOWS = 64
 FALLBACK_NOTE = (
-    "bundle has no explanation surrogate (run `ecgkt calibrate`): supporting labs ranked by "
+    "bundle has no fitted explanation (run `ecgkt calibrate`): supporting labs ranked by "
     "gradient alignment × lab probability instead"
 )
 UNCALIBRATED_NOTE = "bundle not calibrated (run `ecgkt calibrate`): raw probabilities, thresholds 0.5"
 
-PREDICTION_METHODS: tuple[MethodName, ...] = ("surrogate", "surrogate_centered", "gradient", "gradient_x_probability")
+PREDICTION_METHODS: tuple[MethodName, ...] = (
+    "association",
+    "surrogate",
+    "surrogate_centered",
+    "gradient",
+    "gradient_x_probability",
+)
 
 Runner = Callable[[NDArray[np.float32]], tuple[NDArray[np.float32], NDArray[np.float32]]]
 
@@ -139,14 +146,20 @@ def build_explainer(bundle: Bundle, method: MethodName | None) -> tuple[SupportE
     manifest = bundle.manifest
     wanted = method or DEFAULT_EXPLANATION
     notes: list[str] = []
-    if wanted in ("surrogate", "surrogate_centered"):
+    if wanted == "association":
+        association = load_association(bundle.path)
+        if association is not None:
+            association.check_labels(manifest.diagnosis_labels, manifest.lab_labels)
+            return AssociationExplainer(association), notes
+    elif wanted in ("surrogate", "surrogate_centered"):
         surrogate = load_surrogate(bundle.path)
         if surrogate is not None:
             surrogate.check_labels(manifest.diagnosis_labels, manifest.lab_labels)
             return SurrogateExplainer(surrogate, centered=wanted == "surrogate_centered"), notes
+    if wanted in ("association", "surrogate", "surrogate_centered"):
         if method is not None:
             raise FileNotFoundError(
-                f"{bundle.path}: bundle has no explanation surrogate; run `ecgkt calibrate BUNDLE STORE`"
+                f"{bundle.path}: bundle has no fitted {wanted} explanation; run `ecgkt calibrate BUNDLE STORE`"
             )
         notes.append(FALLBACK_NOTE)
         wanted = FALLBACK_EXPLANATION

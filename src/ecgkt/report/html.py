@@ -126,6 +126,11 @@ def model_statement(manifest: BundleManifest, explanation_method: str, calibrate
             "abnormalities (1.0 = perfect ranking, 0.5 = chance)."
         )
     explanation = {
+        "association": "the association of each lab abnormality with the diagnosis in the training cohort "
+        "(phi coefficient of their labels), multiplied by the lab abnormality's probability predicted from "
+        "this ECG",
+        "surrogate_centered": "a sparse linear surrogate fitted on the validation fold, from the predicted lab "
+        "probabilities to each diagnosis (score = that lab's contribution relative to a typical patient)",
         "surrogate": "a sparse linear surrogate fitted on the validation fold, from the predicted lab "
         "probabilities to each diagnosis (score = that lab's contribution to the diagnosis logit)",
         "gradient": "the alignment of the diagnosis and lab-head gradients in the ECG embedding",

@@ -98,7 +98,9 @@ def write_report_pdf(path: Path, content: ReportContent, ecg: EcgInput) -> Path:
     os.close(handle)
     try:
         with PdfPages(temporary, metadata={"Title": f"ECG report — {content.source_name}", "Creator": "ecgkt"}) as pdf:
-            pdf.savefig(plot_12lead(ecg.signal_mv, ecg.sampling_rate_hz, title=_plain(f"12-lead ECG — {content.source_name}")))
+            pdf.savefig(
+                plot_12lead(ecg.signal_mv, ecg.sampling_rate_hz, title=_plain(f"12-lead ECG — {content.source_name}"))
+            )
             for page in _text_pages(content):
                 pdf.savefig(page)
         os.replace(temporary, target)

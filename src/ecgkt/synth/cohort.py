@@ -14,7 +14,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +51,7 @@ class CohortSummary:
     diagnosis_rows: int
     workers: int
     seconds: float
-    render_seconds: float
+    render_seconds: float  # wall time of the rendering phase (table and ground-truth writing overlap it)
     prevalence: dict[str, float] = field(default_factory=dict)  # share of visits with each latent state
 
     @property
@@ -131,12 +131,18 @@ def _chunks(jobs: Sequence[RecordJob], size: int) -> Iterator[Sequence[RecordJob
         yield jobs[start:start + size]
 
 
-def render_records(jobs: Sequence[RecordJob], root: Path, seed: int, workers: int,
-                   progress: Progress | None) -> list[MachineMeasurements]:
-    """Render and write every record; returns machine measurements in job order."""
+def render_records(jobs: Sequence[RecordJob], root: Path, seed: int, workers: int, progress: Progress | None,
+                   while_rendering: Callable[[], None] | None = None) -> list[MachineMeasurements]:
+    """Render and write every record; returns machine measurements in job order.
+
+    `while_rendering` is run in this process after the work has been handed to the workers (or
+    before rendering when `workers` is 1), so table writing overlaps with rendering.
+    """
     results: dict[int, MachineMeasurements] = {}
     task = progress.add_task("ECG records", total=len(jobs)) if progress is not None else None
     if workers == 1:
+        if while_rendering is not None:
+            while_rendering()
         for chunk in _chunks(jobs, CHUNK_SIZE):
             results.update(render_and_write(str(root), seed, chunk))
             if progress is not None and task is not None:
@@ -146,6 +152,8 @@ def render_records(jobs: Sequence[RecordJob], root: Path, seed: int, workers: in
         with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             pending = {pool.submit(render_and_write, str(root), seed, chunk): len(chunk)
                        for chunk in _chunks(jobs, CHUNK_SIZE)}
+            if while_rendering is not None:
+                while_rendering()
             for done in futures.as_completed(pending):
                 results.update(done.result())
                 if progress is not None and task is not None:
@@ -180,21 +188,25 @@ def generate_cohort(out: Path, n_patients: int, seed: int, overwrite: bool = Fal
         sim = simulate(n_patients, seed)
         progress.update(step, total=1, completed=1)
         table_task = progress.add_task("MIMIC tables", total=len(sim.tables) + 1)
-        for relative, frame in sim.tables.items():
-            write_table(frame, partial / relative)
-            progress.advance(table_task)
+        truth_task = progress.add_task("ground truth", total=1)
+
+        def write_tables_and_truth() -> None:
+            for relative, frame in sim.tables.items():
+                write_table(frame, partial / relative)
+                progress.advance(table_task)
+            write_ground_truth(sim, partial / "ground_truth")
+            progress.advance(truth_task)
+
         ecg_root = partial / "mimic-iv-ecg"
         render_started = time.perf_counter()
-        measurements = render_records(sim.jobs, ecg_root, seed, n_workers, progress)
+        measurements = render_records(sim.jobs, ecg_root, seed, n_workers, progress,
+                                      while_rendering=write_tables_and_truth)
         render_seconds = time.perf_counter() - render_started
         schedule = sim.schedule
         write_table(machine_measurements_table(
             sim.patients.subject_id[schedule.patient], schedule.study_id, schedule.ecg_time, sim.cart_id,
             measurements), ecg_root / "machine_measurements.csv")
         progress.advance(table_task)
-        truth_task = progress.add_task("ground truth", total=None)
-        write_ground_truth(sim, partial / "ground_truth")
-        progress.update(truth_task, total=1, completed=1)
     kinds = sim.schedule.kind
     return CohortSummary(
         out=out, seed=seed, patients=sim.patients.n, visits=sim.visits.n, admissions=int(sim.stays.admitted.sum()),
