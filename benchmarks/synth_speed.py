@@ -144,7 +144,8 @@ def main() -> None:
         f"- target ≥ {TARGET_RECORDS_PER_SECOND:.0f} records/s on 2 cores, wall clock on this shared machine: "
         f"**{'met' if result['meets_target'] else 'NOT met'}** ({two['records_per_second']:.0f} records/s with "
         f"{two['cores_used']:.2f} cores actually obtained)",
-        f"- the same, projected from CPU time on 2 free cores (records per CPU-second × 2): "
+        f"- the same, projected from CPU time on 2 free cores (records per CPU-second × 2; an upper bound, "
+        f"the ~1–2 s serial simulation does not parallelise): "
         f"**{'met' if result['projected_meets_target'] else 'NOT met'}** "
         f"({two['projected_records_per_second_on_2_free_cores']:.0f} records/s)",
         "",

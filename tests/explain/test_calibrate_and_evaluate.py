@@ -13,10 +13,12 @@ from typer.testing import CliRunner
 
 from ecgkt.bundle import load_bundle
 from ecgkt.cli import app
+from ecgkt.explain.association import load_association
 from ecgkt.explain.calibrate_bundle import REPORT_FILE, calibrate_bundle
 from ecgkt.explain.evaluation import ExplanationEvaluation, evaluate_explanations
 from ecgkt.explain.ground_truth import GroundTruthError, ground_truth_drivers, load_graph
 from ecgkt.explain.store_outputs import fold_outputs
+from ecgkt.explain.supporting_labs import phi_association
 from ecgkt.explain.surrogate import SURROGATE_FILE
 from ecgkt.predict.engine import window_average
 from ecgkt.store import Store
@@ -58,6 +60,12 @@ def test_calibrate_writes_temperatures_thresholds_and_surrogate(
     assert all(0.0 <= t <= 1.0 for t in (manifest.thresholds_diagnosis or {}).values())
     assert (bundle / "weights.safetensors").read_bytes() == weights_before
     assert (bundle / SURROGATE_FILE).is_file()
+    association = load_association(bundle)
+    assert association is not None and association.fitted_on == "training fold"
+    store = Store.open(store_path)
+    train = store.split_indices("train")
+    expected = phi_association(store.diagnosis_targets()[train], store.lab_targets()[train])
+    np.testing.assert_allclose(association.matrix(), expected, atol=1e-6)
     report = json.loads((bundle / REPORT_FILE).read_text())
     assert report["threshold_rule"] == "youden"
     for head in (summary.diagnosis, summary.lab):
@@ -99,6 +107,7 @@ def test_ground_truth_mapping(bundle_path: Path, ground_truth_path: Path) -> Non
 def test_planted_drivers_are_found_and_beat_the_random_baseline(evaluation: ExplanationEvaluation) -> None:
     scores = {m.method: m for m in evaluation.methods}
     assert set(scores) == {
+        "association",
         "gradient",
         "gradient_x_probability",
         "surrogate",

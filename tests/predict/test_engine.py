@@ -92,10 +92,12 @@ def test_planted_driver_is_the_top_supporting_lab(tmp_path: Path) -> None:
         assert len(by_code["N18"].supporting_labs) <= 3
 
 
-def test_calibrated_bundle_uses_its_thresholds_temperatures_and_surrogate(calibrated_bundle_path: Path) -> None:
+def test_calibrated_bundle_uses_its_thresholds_temperatures_and_association(calibrated_bundle_path: Path) -> None:
     bundle = load_bundle(calibrated_bundle_path)
     predictor = Predictor(bundle)
-    assert predictor.explanation_method == "surrogate"
+    assert predictor.explanation_method == "association"
+    for method in ("surrogate", "surrogate_centered", "gradient", "gradient_x_probability"):
+        assert Predictor(bundle, explanation=method).explanation_method == method
     result = predictor.predict(read_ecg_array(realistic_ecg_mv(seed=2), 500, CANONICAL_LEADS))
     assert UNCALIBRATED_NOTE not in result.notes and FALLBACK_NOTE not in result.notes
     thresholds = bundle.manifest.thresholds_diagnosis
@@ -103,6 +105,33 @@ def test_calibrated_bundle_uses_its_thresholds_temperatures_and_surrogate(calibr
     for d in result.diagnoses:
         assert d.threshold == pytest.approx(thresholds[d.code])
         assert d.positive == (d.probability >= d.threshold)
+    # association score = phi(diagnosis, lab) × predicted lab probability
+    from ecgkt.explain.association import load_association
+
+    association = load_association(calibrated_bundle_path)
+    assert association is not None
+    phi = association.matrix()
+    lab_probability = {lab.label: lab.probability for lab in result.labs}
+    for d in result.diagnoses:
+        k = bundle.manifest.diagnosis_labels.index(d.code)
+        for s in d.supporting_labs:
+            p = bundle.manifest.lab_labels.index(s.label)
+            assert s.probability == pytest.approx(lab_probability[s.label])
+            # scores use the raw lab probability; with T_lab the shown probability is calibrated
+            assert s.score == pytest.approx(phi[k, p] * raw_probability(bundle, s.probability), rel=1e-3, abs=1e-6)
+
+
+def raw_probability(bundle: object, calibrated: float) -> float:
+    """Invert the lab temperature: the explainers see the raw window-averaged probability."""
+    temperature = bundle.manifest.temperature_lab  # type: ignore[attr-defined]
+    logit = np.log(calibrated / (1 - calibrated)) * temperature
+    return float(1 / (1 + np.exp(-logit)))
+
+
+def test_missing_fitted_explanation_is_an_error_when_asked_for(bundle_path: Path) -> None:
+    bundle = load_bundle(bundle_path)
+    with pytest.raises(FileNotFoundError, match="ecgkt calibrate"):
+        Predictor(bundle, explanation="association")
 
 
 def test_custom_runner_is_used_and_checked(bundle_path: Path) -> None:

@@ -34,7 +34,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def bundle_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Calibrated (temperatures, thresholds, surrogate) so the report shows the default explanation."""
+    """Calibrated (temperatures, thresholds, association) so the report shows the default explanation."""
     from ecgkt.explain.calibrate_bundle import calibrate_bundle
 
     torch.set_num_threads(1)
@@ -81,7 +81,7 @@ def test_report_html_content_and_escaping(low_threshold_bundle: Path) -> None:
     assert "Potassium_high" in html  # supporting lab of E875 (planted)
     assert "research software, not a medical device" in html
     assert "associations inside the model, not causes" in html
-    assert "sparse linear surrogate" in html
+    assert "association of each lab abnormality with the diagnosis in the training cohort" in html
     assert "resampled 500→100 Hz" in html  # input notes
     fragment = render_report_fragment(result, ecg, bundle.manifest)
     assert fragment.lstrip().startswith("<section") and "<html" not in fragment
