@@ -92,6 +92,7 @@ class ExplanationEvaluation(BaseModel):
     skipped_no_lab_driver: list[str]
     methods: list[MethodScore]
     fidelity: Fidelity
+    output_variance_explained: list[float]  # top principal components of all standardised output logits
 
 
 def evaluate_explanations(
@@ -171,6 +172,7 @@ def evaluate_explanations(
         skipped_no_lab_driver=truth.skipped_no_lab_driver if truth else [],
         methods=scores,
         fidelity=fidelity,
+        output_variance_explained=output_components(held_out),
     )
 
 
@@ -270,6 +272,22 @@ def _warm_up(explainer: SupportExplainer, outputs: RecordOutputs) -> None:
 def _mean(values: Sequence[float]) -> float:
     finite = [v for v in values if math.isfinite(v)]
     return float(np.mean(finite)) if finite else float("nan")
+
+
+def output_components(fold: FoldOutputs, n_components: int = 5) -> list[float]:
+    """Share of the variance of all K + P standardised output logits carried by each top component.
+
+    A model whose outputs live in very few directions cannot tell one lab driver from another by
+    anything it computes from h_x: this number says how much room the embedding-internal methods had.
+    """
+    if len(fold) < 3:
+        return []
+    outputs = np.concatenate([logit(fold.diagnosis_probability), logit(fold.lab_probability)], axis=1)
+    spread = outputs.std(axis=0)
+    standardised = (outputs - outputs.mean(axis=0))[:, spread > 1e-9] / spread[spread > 1e-9]
+    singular = np.linalg.svd(standardised, compute_uv=False)
+    shares = singular**2 / float((singular**2).sum())
+    return [float(v) for v in shares[:n_components]]
 
 
 def surrogate_fidelity(surrogate: LabSurrogate, held_out: FoldOutputs, bundle: Bundle) -> Fidelity:

@@ -61,6 +61,14 @@ def evaluation_markdown(evaluation: ExplanationEvaluation) -> str:
         f"{_fmt(f.call_auroc_mean)} | {f.mean_labs_used:.1f} |",
         "",
     ]
+    if evaluation.output_variance_explained:
+        shares = ", ".join(f"{100 * v:.1f} %" for v in evaluation.output_variance_explained)
+        lines += [
+            f"Effective dimension of the model's outputs: the top principal components of all "
+            f"{evaluation.n_diagnoses + evaluation.n_labs} standardised output logits carry {shares} "
+            "of their variance.",
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -43,7 +43,7 @@ def predict(
     explanation: str | None = typer.Option(
         None,
         "--explanation",
-        help="surrogate | surrogate_centered | gradient | gradient_x_probability (default: see docs/explanations.md).",
+        help="association (default) | surrogate | surrogate_centered | gradient | gradient_x_probability.",
     ),
     top_labs: int = typer.Option(5, "--top-labs", min=0, help="Supporting labs listed per positive diagnosis."),
     skip_errors: bool = typer.Option(

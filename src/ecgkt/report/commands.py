@@ -31,7 +31,7 @@ def report(
     explanation: str | None = typer.Option(
         None,
         "--explanation",
-        help="surrogate | surrogate_centered | gradient | gradient_x_probability (default: see docs/explanations.md).",
+        help="association (default) | surrogate | surrogate_centered | gradient | gradient_x_probability.",
     ),
 ) -> None:
     """Write the report of one ECG: 12-lead tracing, diagnoses with supporting labs, model statement."""

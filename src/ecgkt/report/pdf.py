@@ -47,7 +47,7 @@ def _text_lines(content: ReportContent) -> list[tuple[str, str]]:
         )
         for s in d.supporting:
             lines.append(
-                ("", f"      supported by {s.label}: p={s.probability:.2f}, score {s.score:+.2f}, AUROC {s.auroc_text}")
+                ("", f"      supported by {s.label}: p={s.probability:.2f}, score {s.score:+.3f}, AUROC {s.auroc_text}")
             )
     lines.append(("h", "Predicted lab abnormalities"))
     lines.append(("", content.lab_caption))
