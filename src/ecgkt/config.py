@@ -155,6 +155,7 @@ class BaselineConfig(_Strict):
 
 class EvaluationConfig(_Strict):
     bootstrap_resamples: int = Field(default=1000, ge=10)
+    paired_resamples: int = Field(default=200, ge=10, description="paired bootstrap of row differences")
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
 
 
@@ -258,7 +259,7 @@ def _smoke() -> dict[str, Any]:
             "head": {"hidden": [16]},
             "optim": tiny_optim,
         },
-        "evaluation": {"bootstrap_resamples": 20},
+        "evaluation": {"bootstrap_resamples": 20, "paired_resamples": 20},
         "ablation": {"objectives": ["none", "barlow_twins"], "freeze_layers": [0, 2]},
     }
 

@@ -45,8 +45,15 @@ def test_table1_outputs(benchmark_dir: Path) -> None:
             score = row[task]
             if score is not None:
                 assert score["ci_low"] <= score["macro_auroc"] <= score["ci_high"]
+    comparisons = {item["comparison"]: item for item in table["comparisons"]}
+    je_vs_signal = comparisons["JE + Reconstruction − Signal-Only"]
+    expected = rows["je"]["diagnoses"]["macro_auroc"] - rows["signal"]["diagnoses"]["macro_auroc"]
+    assert je_vs_signal["delta"] == pytest.approx(expected, abs=1e-9)
+    assert je_vs_signal["ci_low"] <= je_vs_signal["delta"] <= je_vs_signal["ci_high"]
+    assert len(comparisons) == 3
     markdown = (benchmark_dir / "table1.md").read_text()
     assert "| JE + Reconstruction |" in markdown and "●" in markdown and "○" in markdown
+    assert "Paired differences" in markdown
     for name in ("roc_diagnoses.png", "roc_labs.png", "learning_curves.png"):
         assert (benchmark_dir / "plots" / name).stat().st_size > 1000
     assert sorted(p.name for p in (benchmark_dir / "per_label").iterdir()) == [

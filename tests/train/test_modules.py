@@ -123,3 +123,20 @@ def test_joint_embedding_module_loss_and_groups(smoke_config: RunConfig) -> None
     optimizer = module.configure_optimizers()
     names = {g["name"] for g in optimizer.param_groups}
     assert names == {"encoder", "ssm", "tabular+projectors"}
+
+
+def test_paired_bootstrap_difference_detects_a_consistent_gain() -> None:
+    import numpy as np
+
+    from ecgkt.train.evaluation import paired_bootstrap_difference
+
+    rng = np.random.default_rng(0)
+    targets = (rng.random((300, 4)) < 0.3).astype(np.float32)
+    targets[rng.random((300, 4)) < 0.1] = np.nan
+    signal = np.nan_to_num(targets, nan=0.5) + rng.normal(0, 1.0, targets.shape)
+    better = (signal + np.nan_to_num(targets, nan=0.5)).astype(np.float32)
+    worse = signal.astype(np.float32)
+    result = paired_bootstrap_difference(targets, better, worse, n_resamples=100, confidence=0.95, seed=0)
+    assert result.delta > 0 and result.low > 0  # a consistent gain is significant when paired
+    same = paired_bootstrap_difference(targets, worse, worse, n_resamples=20, confidence=0.95, seed=0)
+    assert same.delta == 0.0 and same.low == 0.0 and same.high == 0.0

@@ -18,12 +18,21 @@ Bidirectional layers own a second kernel that is applied to the future: y[t] add
 `ssm_parameters()` returns the dt and A parameters: they set the layer's time scales, are known to
 train best with their own (smaller) learning rate and no weight decay (Gu et al.), and the training
 code builds a separate optimiser group from them.
+
+Performance (docs/performance.md has the measurements):
+- both directions share ONE length-2L kernel and one kernel FFT (`kernel_over_lags`);
+- the FFT convolution is a custom autograd function whose backward uses two real FFTs per sequence
+  (plus one per channel for the kernel) instead of autograd's complex-to-complex transform;
+- when no gradient can flow into the kernel (eval / no_grad, or frozen layers) the kernel spectrum is
+  cached and reused until a kernel parameter changes (tracked by tensor version counters, so an
+  optimiser step or `load_state_dict` invalidates it) or the layer is put back in training mode;
+- `MaskDropout` draws its keep-mask from 16-bit random integers on CPU, ~5× cheaper than bernoulli_.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -108,6 +117,99 @@ class S4DKernel(nn.Module):
         return 2.0 * kernel
 
 
+class MaskDropout(nn.Dropout):
+    """`nn.Dropout` whose CPU float path draws the keep-mask from 15-bit random integers.
+
+    Why: on CPU, `bernoulli_` costs about as much as a 1×1 convolution's worth of elementwise work
+    per element; one `random_()` on int32 gives two 15-bit draws, several times cheaper. The drop
+    probability is rounded to a multiple of 1/32768 and the survivors are scaled by the exact
+    1/(1 − p_rounded), so E[output] = input as with `nn.Dropout`. Other devices / dtypes, eval mode and
+    p = 0 fall back to `nn.Dropout` unchanged (same module type, same state_dict: none).
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0 or input.device.type != "cpu" or input.dtype != torch.float32:
+            return super().forward(input)
+        threshold = round(self.p * 32768)
+        n = input.numel()
+        bits = torch.empty((n + 1) // 2, dtype=torch.int32).random_().view(torch.int16)[:n]
+        keep = bits.bitwise_and_(0x7FFF).view(input.shape) >= threshold
+        return torch.mul(input, keep).mul_(32768.0 / (32768 - threshold))
+
+
+class _FftConvolution(torch.autograd.Function):
+    """y = irfft(rfft(u, n) · K, n)[..., :L] with a real-FFT-only backward (n = kernel length ≥ 2L).
+
+    Autograd through `torch.fft.rfft` differentiates with a full complex-to-complex transform per
+    sequence; here the adjoints are written out instead (all signals real):
+      grad_u = irfft(G · conj(K))[..., :L]            (cross-correlation with the kernel)
+      grad_k = irfft(Σ_batch G · conj(U))             (one transform per channel, batch summed first)
+    with G = rfft(grad_y zero-padded to n). `spectrum` may be a cached rfft of `kernel`.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, u: Tensor, kernel: Tensor, spectrum: Tensor | None) -> Tensor:
+        length = u.shape[-1]
+        n_fft = kernel.shape[-1]
+        u_spectrum = torch.fft.rfft(u, n=n_fft)
+        k_spectrum = spectrum if spectrum is not None else torch.fft.rfft(kernel, n=n_fft)
+        ctx.save_for_backward(u_spectrum, k_spectrum)
+        ctx.length = length
+        return torch.fft.irfft(u_spectrum * k_spectrum, n=n_fft)[..., :length]
+
+    @staticmethod
+    def backward(ctx: Any, grad_y: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        u_spectrum, k_spectrum = ctx.saved_tensors
+        length: int = ctx.length
+        n_fft = 2 * (k_spectrum.shape[-1] - 1)
+        g_spectrum = torch.fft.rfft(grad_y, n=n_fft)
+        grad_u = grad_k = None
+        if ctx.needs_input_grad[0]:
+            grad_u = torch.fft.irfft(g_spectrum * k_spectrum.conj(), n=n_fft)[..., :length]
+        if ctx.needs_input_grad[1]:
+            cross = (g_spectrum * u_spectrum.conj()).sum(0)
+            grad_k = torch.fft.irfft(cross, n=n_fft)
+        return grad_u, grad_k, None
+
+
+def fft_length(length: int) -> int:
+    """FFT size for a length-L linear convolution over lags −L..L−1: the smallest power of two ≥ 2L.
+
+    Any size ≥ 2L avoids wrap-around; a power of two is ~1.8× faster than 2L = 500 in pocketfft
+    (500 = 2²·5³), measured in docs/performance.md.
+    """
+    return 1 << (2 * length - 1).bit_length()
+
+
+def _lags_for_fft(kernel_over_lags: Tensor, n_fft: int) -> Tensor:
+    """(…, 2L) kernel in 2L-point circular lag order → the same lags in n_fft-point order (zeros between)."""
+    length = kernel_over_lags.shape[-1] // 2
+    if n_fft == 2 * length:
+        return kernel_over_lags
+    gap = kernel_over_lags.new_zeros((*kernel_over_lags.shape[:-1], n_fft - 2 * length))
+    return torch.cat([kernel_over_lags[..., :length], gap, kernel_over_lags[..., length:]], dim=-1)
+
+
+def kernel_spectrum(kernel_over_lags: Tensor) -> Tensor:
+    """rfft of the kernel at `fft_length(L)` points: what `fft_convolution` multiplies the input with."""
+    n_fft = fft_length(kernel_over_lags.shape[-1] // 2)
+    return torch.fft.rfft(_lags_for_fft(kernel_over_lags, n_fft), n=n_fft)
+
+
+def fft_convolution(u: Tensor, kernel_over_lags: Tensor, spectrum: Tensor | None = None) -> Tensor:
+    """(B, H, L) ∗ (H, 2L) kernel over lags → (B, H, L); the linear convolution of `S4Layer.ssm`.
+
+    `spectrum`, if given, must be `kernel_spectrum(kernel_over_lags)` (the eval-mode cache).
+    """
+    if kernel_over_lags.shape[-1] != 2 * u.shape[-1]:
+        raise ValueError(
+            f"kernel over lags must have length 2L = {2 * u.shape[-1]}, got {kernel_over_lags.shape[-1]}"
+        )
+    kernel = _lags_for_fft(kernel_over_lags, fft_length(u.shape[-1]))
+    result: Tensor = _FftConvolution.apply(u, kernel, spectrum)
+    return result
+
+
 class S4Layer(nn.Module):
     """(B, H, L) → (B, H, L): SSM convolution + D skip, GELU, dropout, 1×1 conv to 2H and GLU.
 
@@ -135,9 +237,11 @@ class S4Layer(nn.Module):
         self.kernel = S4DKernel(d_model, d_state, dt_min, dt_max, channels=2 if bidirectional else 1)
         self.D = nn.Parameter(torch.randn(d_model))
         self.activation = nn.GELU()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = MaskDropout(dropout)
         self.output_linear = nn.Conv1d(d_model, 2 * d_model, kernel_size=1)
         self.glu = nn.GLU(dim=1)
+        # (key, kernel over lags, its spectrum); see `_kernel_and_spectrum`. Not part of state_dict.
+        self._kernel_cache: tuple[tuple[object, ...], Tensor, Tensor | None] | None = None
 
     def kernel_over_lags(self, length: int) -> Tensor:
         """(H, 2L) kernel for a linear (non-wrapping) FFT convolution of length 2L.
@@ -149,7 +253,39 @@ class S4Layer(nn.Module):
         kernel = self.kernel(length)
         if not self.bidirectional:
             return F.pad(kernel[0], (0, length))
-        return F.pad(kernel[0], (0, length)) + F.pad(kernel[1].flip(-1), (length, 0))
+        return torch.cat([kernel[0], kernel[1].flip(-1)], dim=-1)
+
+    def train(self, mode: bool = True) -> S4Layer:
+        self._kernel_cache = None
+        return super().train(mode)
+
+    def _kernel_cache_key(self, length: int) -> tuple[object, ...] | None:
+        """None when a gradient may flow into the kernel (then it must be rebuilt every call).
+
+        Otherwise the key names everything the kernel depends on: the length and every kernel
+        parameter's storage and version counter (bumped by in-place updates: optimiser steps,
+        `load_state_dict`, `copy_`). Inference-mode tensors cannot be used by autograd later, so
+        they are cached separately from no_grad ones.
+        """
+        parameters = list(self.kernel.parameters())
+        if torch.is_grad_enabled() and any(p.requires_grad for p in parameters):
+            return None
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return None  # traced graphs must contain the kernel computation (and fake tensors have no storage)
+        versions = tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in parameters)
+        return (length, self.convolution, torch.is_inference_mode_enabled(), *versions)
+
+    def _kernel_and_spectrum(self, length: int) -> tuple[Tensor, Tensor | None]:
+        """Kernel over lags and (FFT mode) its rfft, from the cache when nothing it depends on changed."""
+        key = self._kernel_cache_key(length)
+        cached = self._kernel_cache
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        kernel = self.kernel_over_lags(length)
+        spectrum = kernel_spectrum(kernel) if key is not None and self.convolution == "fft" else None
+        if key is not None:
+            self._kernel_cache = (key, kernel, spectrum)
+        return kernel, spectrum
 
     def ssm(self, u: Tensor) -> Tensor:
         """The state-space part only: y = K ∗ u + D·u.
@@ -162,14 +298,12 @@ class S4Layer(nn.Module):
         length = u.shape[-1]
         with torch.autocast(device_type=u.device.type, enabled=False):
             u32 = u.float()
-            kernel = self.kernel_over_lags(length)
+            kernel, spectrum = self._kernel_and_spectrum(length)
             if self.convolution == "fft":
-                n_fft = 2 * length
-                spectrum = torch.fft.rfft(u32, n=n_fft) * torch.fft.rfft(kernel, n=n_fft)
-                y = torch.fft.irfft(spectrum, n=n_fft)[..., :length]
+                y = fft_convolution(u32, kernel, spectrum)
             else:
                 y = _direct_convolution(u32, kernel)
-            y = y + u32 * self.D[:, None]
+            y = torch.addcmul(y, u32, self.D[:, None])
         return y.to(u.dtype)
 
     def output(self, y: Tensor) -> Tensor:

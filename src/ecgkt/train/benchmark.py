@@ -33,6 +33,7 @@ from ecgkt.train.evaluation import (
     Score,
     atomic_write_text,
     load_predictions,
+    paired_bootstrap_difference,
     save_predictions,
     score_predictions,
     write_json,
@@ -86,9 +87,59 @@ class Table1:
     cohort: dict[str, Any]
     settings: dict[str, Any]
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"cohort": self.cohort, "settings": self.settings, "rows": self.rows, "stages": self.stages}
+        return {
+            "cohort": self.cohort,
+            "settings": self.settings,
+            "rows": self.rows,
+            "comparisons": self.comparisons,
+            "stages": self.stages,
+        }
+
+
+# (name, task, prediction file of model a, of model b): a − b on the same test records
+COMPARISONS: tuple[tuple[str, Task, str, str], ...] = (
+    (
+        "JE + Reconstruction − Signal-Only",
+        "diagnoses",
+        "je/predictions_diagnoses_test.npz",
+        "baseline-signal/predictions_test.npz",
+    ),
+    (
+        "Multimodal Classification − JE + Reconstruction",
+        "diagnoses",
+        "baseline-mm-diag/predictions_test.npz",
+        "je/predictions_diagnoses_test.npz",
+    ),
+    (
+        "Multimodal Lab Prediction − JE + Reconstruction",
+        "labs",
+        "baseline-mm-labs/predictions_test.npz",
+        "je/predictions_labs_test.npz",
+    ),
+)
+
+
+def paired_comparisons(config: RunConfig, out: Path) -> list[dict[str, Any]]:
+    """Differences between rows on the same test records with paired bootstrap CIs."""
+    results = []
+    for name, task, file_a, file_b in COMPARISONS:
+        probs_a, targets_a, labels_a = load_predictions(out / file_a)
+        probs_b, targets_b, labels_b = load_predictions(out / file_b)
+        if labels_a != labels_b or not np.array_equal(targets_a, targets_b, equal_nan=True):
+            raise StageError(f"{out / file_a} and {out / file_b}: predictions are not on the same test records")
+        difference = paired_bootstrap_difference(
+            targets_a,
+            probs_a,
+            probs_b,
+            n_resamples=config.evaluation.paired_resamples,
+            confidence=config.evaluation.confidence,
+            seed=config.seed,
+        )
+        results.append({"comparison": name, "task": task, **difference.as_dict()})
+    return results
 
 
 def is_global_zero() -> bool:
@@ -265,6 +316,23 @@ def render_markdown(table: Table1) -> str:
             + " | ".join(inf + tr)
             + f" | {_paper_cell(row['paper']['diagnoses'])} | {_paper_cell(row['paper']['labs'])} |"
         )
+    if table.comparisons:
+        lines += [
+            "",
+            f"Paired differences on the same test records ({settings['confidence']:.0%} paired bootstrap CI, "
+            f"{table.comparisons[0]['n_resamples']} resamples):",
+            "",
+            "| Comparison | Task | Δ macro AUROC | CI |",
+            "|---|---|---|---|",
+        ]
+        for item in table.comparisons:
+            ci = (
+                f"[{item['ci_low']:+.3f}, {item['ci_high']:+.3f}]"
+                if item["ci_low"] is not None and item["ci_high"] is not None
+                else "-"
+            )
+            delta = "-" if item["delta"] is None else f"{item['delta']:+.3f}"
+            lines.append(f"| {item['comparison']} | {item['task']} | {delta} | {ci} |")
     lines.append("")
     return "\n".join(lines)
 
@@ -342,6 +410,7 @@ def run_benchmark(config: RunConfig, store: str | Path, out_dir: str | Path, *, 
         )
     _write_plots(out, stages, je_dir)
     table = Table1(
+        comparisons=paired_comparisons(config, out),
         rows=rows,
         cohort=_cohort_summary(store_path, stages),
         settings=_settings(config),

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ecgkt.evaluate.metrics import bootstrap_macro_auroc_ci, masked_auroc_per_label
+from ecgkt.evaluate.metrics import bootstrap_macro_auroc_ci, masked_auroc_per_label, masked_macro_auroc
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,62 @@ def score_predictions(
         n_records=int(targets.shape[0]),
         n_scored_labels=int(np.isfinite(per_label).sum()),
     )
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """macro AUROC(a) − macro AUROC(b) on the same records, with a paired bootstrap CI."""
+
+    delta: float
+    low: float
+    high: float
+    n_resamples: int
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {
+            "delta": _finite_or_none(self.delta),
+            "ci_low": _finite_or_none(self.low),
+            "ci_high": _finite_or_none(self.high),
+            "n_resamples": self.n_resamples,
+        }
+
+
+def paired_bootstrap_difference(
+    targets: NDArray[np.float32],
+    probabilities_a: NDArray[np.float32],
+    probabilities_b: NDArray[np.float32],
+    *,
+    n_resamples: int,
+    confidence: float,
+    seed: int,
+) -> PairedDifference:
+    """Resample test records once per draw and score both models on that same draw.
+
+    Two models scored on the same test fold have strongly correlated errors, so their separate CIs
+    overlap even when one is consistently better; the paired difference is the right comparison.
+    """
+    if targets.shape != probabilities_a.shape or targets.shape != probabilities_b.shape:
+        raise ValueError(
+            f"paired comparison needs equal shapes, got {targets.shape}, {probabilities_a.shape}, "
+            f"{probabilities_b.shape}"
+        )
+    delta = masked_macro_auroc(targets, probabilities_a) - masked_macro_auroc(targets, probabilities_b)
+    rng = np.random.default_rng(seed)
+    n = targets.shape[0]
+    draws = []
+    for _ in range(n_resamples):
+        index = rng.integers(0, n, size=n)
+        draws.append(
+            masked_macro_auroc(targets[index], probabilities_a[index])
+            - masked_macro_auroc(targets[index], probabilities_b[index])
+        )
+    finite = np.asarray(draws, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return PairedDifference(float(delta), float("nan"), float("nan"), n_resamples)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(finite, [tail, 1.0 - tail])
+    return PairedDifference(float(delta), float(low), float(high), n_resamples)
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
