@@ -118,3 +118,4 @@ def test_ablation_reuses_the_benchmark_runs(benchmark_dir: Path, tiny_store: Pat
     assert (benchmark_dir / "ablation" / "finetune-barlow_twins-freeze2").is_dir()
     markdown = (benchmark_dir / "ablation.md").read_text()
     assert markdown.count("\n| ") == 5  # header + 4 variants
+    assert "(reference)" in markdown and rows[1]["diagnoses_vs_none"]["delta"] is not None

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ecgkt.config import RunConfig
 from ecgkt.train.benchmark import assemble_je_model, evaluate_je, is_global_zero
-from ecgkt.train.evaluation import atomic_write_text, write_json
+from ecgkt.train.evaluation import atomic_write_text, load_predictions, paired_bootstrap_difference, write_json
 from ecgkt.train.stages import run_baseline, run_finetune, run_labs, run_pretrain
 
 
@@ -102,6 +104,37 @@ def run_variant(config: RunConfig, store: Path, out: Path, variant: Variant, res
     }
 
 
+def add_paired_deltas(rows: list[dict[str, Any]], config: RunConfig) -> None:
+    """Each variant minus "no pretraining" on the same test records, with a paired bootstrap CI."""
+    reference = next((row for row in rows if row["objective"] == "none"), None)
+    if reference is None:
+        return
+    for task in ("diagnoses", "labs"):
+        file = f"predictions_{task}_test.npz"
+        ref_probs, targets, _ = load_predictions(Path(reference["folders"]["labs"]) / "je" / file)
+        for row in rows:
+            probs, row_targets, _ = load_predictions(Path(row["folders"]["labs"]) / "je" / file)
+            if not np.array_equal(targets, row_targets, equal_nan=True):
+                raise ValueError(f"{row['folders']['labs']}: test records differ from the reference variant")
+            difference = paired_bootstrap_difference(
+                targets,
+                probs,
+                ref_probs,
+                n_resamples=config.evaluation.paired_resamples,
+                confidence=config.evaluation.confidence,
+                seed=config.seed,
+            )
+            row[f"{task}_vs_none"] = difference.as_dict()
+
+
+def _delta(item: dict[str, Any] | None) -> str:
+    if not item or item.get("delta") is None:
+        return "-"
+    if item["delta"] == 0 and item["ci_low"] == 0 and item["ci_high"] == 0:
+        return "(reference)"
+    return f"{item['delta']:+.3f} [{item['ci_low']:+.3f}, {item['ci_high']:+.3f}]"
+
+
 def _cell(score: dict[str, Any]) -> str:
     if score.get("macro_auroc") is None:
         return "-"
@@ -116,13 +149,15 @@ def render_markdown(rows: list[dict[str, Any]], config: RunConfig, store: Path) 
         f"ECG-only model (one encoder, both heads) with {config.evaluation.confidence:.0%} bootstrap CI "
         f"({config.evaluation.bootstrap_resamples} resamples). Stage-3 encoder: {config.labs.encoder}.",
         "",
-        "| Variant | Pretraining | Frozen layers | Diagnoses | Lab | Val diagnoses | Val lab |",
-        "|---|---|:-:|---|---|---|---|",
+        "| Variant | Pretraining | Frozen layers | Diagnoses | Δ vs none (paired) | Lab | Δ vs none (paired) "
+        "| Val diagnoses | Val lab |",
+        "|---|---|:-:|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['variant']} | {row['objective']} | {row['freeze_layers']} | {_cell(row['diagnoses'])} | "
-            f"{_cell(row['labs'])} | {row['val_diagnoses']:.3f} | {row['val_labs']:.3f} |"
+            f"{_delta(row.get('diagnoses_vs_none'))} | {_cell(row['labs'])} | {_delta(row.get('labs_vs_none'))} | "
+            f"{row['val_diagnoses']:.3f} | {row['val_labs']:.3f} |"
         )
     lines.append("")
     return "\n".join(lines)
@@ -136,6 +171,7 @@ def run_ablation(
     rows = [run_variant(config, store_path, out, variant, resume) for variant in variants(config)]
     if not is_global_zero():
         return rows
+    add_paired_deltas(rows, config)
     write_json(out / "ablation.json", {"store": str(store_path), "preset": config.preset, "rows": rows})
     atomic_write_text(out / "ablation.md", render_markdown(rows, config, store_path))
     return rows
