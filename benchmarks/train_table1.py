@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -125,6 +127,7 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--config", type=Path, default=None, help="YAML overriding preset keys")
     parser.add_argument("--skip-ablation", action="store_true")
+    parser.add_argument("--note", default="", help="how the store was made (written into table1.md)")
     args = parser.parse_args()
     config = load_config(args.preset, args.config)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -148,6 +151,10 @@ def main() -> None:
         + "\n"
     )
     frequent = frequent_label_view(args.out, 10, config.evaluation.paired_resamples, config.seed)
+    if args.note:
+        extra = f"\nCohort: {args.note}\n" + extra
+    argv = sys.argv[: sys.argv.index("--note")] + sys.argv[sys.argv.index("--note") + 2 :] if args.note else sys.argv
+    extra = f"\nCommand: `python {shlex.join(argv)}`\n" + extra
     atomic_write_text(RESULTS / "table1.md", render_markdown(table) + extra + "\n" + frequent)
     for name in ("roc_diagnoses.png", "roc_labs.png", "learning_curves.png"):
         shutil.copyfile(args.out / "plots" / name, RESULTS / f"table1_{name}")

@@ -122,3 +122,12 @@ def test_finished_runs_are_reused_or_refused(tiny_store: Path, smoke_config: Run
 def test_missing_encoder_is_a_clear_error(tiny_store: Path, smoke_config: RunConfig, tmp_path: Path) -> None:
     with pytest.raises(StageError, match="encoder weights not found"):
         run_finetune(smoke_config, tiny_store, tmp_path / "ft", pretrained_encoder=tmp_path / "none.safetensors")
+
+
+def test_unreadable_saved_config_is_a_clear_error(tiny_store: Path, smoke_config: RunConfig, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    (out / "config.yaml").write_text("encoder:\n  colour: blue\n")
+    with pytest.raises(StageError, match=r"saved config of the run .* cannot be read"):
+        run_baseline("signal", smoke_config, tiny_store, out, resume=True)

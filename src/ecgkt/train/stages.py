@@ -32,6 +32,7 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -89,7 +90,13 @@ def _check_out_dir(
     if finished or interrupted:
         saved_path = out_dir / CONFIG_FILE
         if saved_path.exists():
-            saved = RunConfig.model_validate(yaml.safe_load(saved_path.read_text()))
+            try:
+                saved = RunConfig.model_validate(yaml.safe_load(saved_path.read_text()))
+            except (ValidationError, yaml.YAMLError) as error:
+                raise StageError(
+                    f"{saved_path}: the saved config of the run in {out_dir} cannot be read ({error}); "
+                    "choose another --out"
+                ) from None
             before, now = _comparable(saved, sections), _comparable(config, sections)
             if before != now:
                 changed = sorted(key for key in now if before.get(key) != now.get(key))
