@@ -17,6 +17,23 @@ import typer
 FORMATS = ("json", "csv")
 
 
+def reader_options(units: str, missing_leads: str, sampling_rate: float | None, leads: str | None) -> dict[str, Any]:
+    """Validate the shared input-reading options of `predict` and `report` into `read_ecg` keywords.
+
+    Raises ValueError with the option name, so both commands report bad options the same way.
+    """
+    if units.lower() not in ("auto", "mv", "uv", "µv"):
+        raise ValueError(f"--units must be auto, mV or uV, got {units!r}")
+    if missing_leads not in ("error", "zero"):
+        raise ValueError(f"--missing-leads must be error or zero, got {missing_leads!r}")
+    options: dict[str, Any] = {"missing_leads": missing_leads, "units": units}
+    if sampling_rate is not None:
+        options["sampling_rate_hz"] = sampling_rate
+    if leads is not None:
+        options["lead_names"] = [name.strip() for name in leads.split(",") if name.strip()]
+    return options
+
+
 def register(app: typer.Typer) -> None:
     app.command("predict")(predict)
 
@@ -61,10 +78,10 @@ def predict(
 
     if output_format not in FORMATS:
         raise fail(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
-    if units.lower() not in ("auto", "mv", "uv", "µv"):
-        raise fail(f"--units must be auto, mV or uV, got {units!r}")
-    if missing_leads not in ("error", "zero"):
-        raise fail(f"--missing-leads must be error or zero, got {missing_leads!r}")
+    try:
+        reader_kwargs = reader_options(units, missing_leads, sampling_rate, leads)
+    except ValueError as error:
+        raise fail(error) from None
     from ecgkt.predict.engine import prediction_method
 
     try:
@@ -78,11 +95,6 @@ def predict(
     from ecgkt.predict.engine import Predictor
     from ecgkt.signals.readers import EcgInputError, iter_inputs
 
-    reader_kwargs: dict[str, Any] = {"missing_leads": missing_leads, "units": units}
-    if sampling_rate is not None:
-        reader_kwargs["sampling_rate_hz"] = sampling_rate
-    if leads is not None:
-        reader_kwargs["lead_names"] = [name.strip() for name in leads.split(",") if name.strip()]
     try:
         from ecgkt.bundle import load_bundle
 

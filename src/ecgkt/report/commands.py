@@ -7,9 +7,10 @@ stays fast; a bad input or bundle prints one red line naming it and exits with c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
+
+from ecgkt.predict.commands import reader_options
 
 
 def register(app: typer.Typer) -> None:
@@ -46,10 +47,10 @@ def report(
     suffix = out.suffix.lower()
     if suffix not in (".html", ".htm", ".pdf"):
         raise fail(f"{out}: --out must end in .html or .pdf")
-    if units.lower() not in ("auto", "mv", "uv", "µv"):
-        raise fail(f"--units must be auto, mV or uV, got {units!r}")
-    if missing_leads not in ("error", "zero"):
-        raise fail(f"--missing-leads must be error or zero, got {missing_leads!r}")
+    try:
+        reader_kwargs = reader_options(units, missing_leads, sampling_rate, leads)
+    except ValueError as error:
+        raise fail(error) from None
 
     from ecgkt.predict.engine import prediction_method
 
@@ -65,11 +66,6 @@ def report(
     from ecgkt.report.pdf import write_report_pdf
     from ecgkt.signals.readers import EcgInputError, read_ecg
 
-    reader_kwargs: dict[str, Any] = {"missing_leads": missing_leads, "units": units}
-    if sampling_rate is not None:
-        reader_kwargs["sampling_rate_hz"] = sampling_rate
-    if leads is not None:
-        reader_kwargs["lead_names"] = [name.strip() for name in leads.split(",") if name.strip()]
     try:
         predictor = Predictor(load_bundle(bundle), explanation=method)
         ecg = read_ecg(input_path, **reader_kwargs)
