@@ -342,7 +342,8 @@ def console_table(table: Table1, title: str = "Table 1 (test fold, macro AUROC [
     from rich.table import Table
 
     view = Table(title=title)
-    for column in ("Model", "Diagnoses", "paper", "Lab", "paper", "Inference needs", "Training needs"):
+    view.add_column("Model", no_wrap=True)
+    for column in ("Diagnoses", "paper", "Lab", "paper", "Inference needs", "Training needs"):
         view.add_column(column)
 
     def needs(flags: dict[str, bool]) -> str:
