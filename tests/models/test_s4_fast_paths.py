@@ -18,6 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ecgkt.models import s4
 from ecgkt.models.config import EcgEncoderConfig
 from ecgkt.models.encoders import INFERENCE_CHUNK, EcgEncoder
 from ecgkt.models.s4 import MaskDropout, S4Layer, fft_convolution, fft_length
@@ -54,6 +55,30 @@ def test_fft_convolution_matches_autograd_through_torch_fft() -> None:
     torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5)
     for mine, theirs in zip(fast_grads, reference_grads, strict=True):
         torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 2 * 3 * 32 * 8, 1 << 30])
+def test_fft_convolution_with_skip_passes_gradcheck_whatever_the_chunking(
+    monkeypatch: pytest.MonkeyPatch, chunk_bytes: int
+) -> None:
+    # 1 byte → one record per chunk; 2 records of float64 (3 channels × 32-point FFT) → an uneven
+    # last chunk for batch 5; 1 GiB → the whole batch in one chunk.
+    monkeypatch.setattr(s4, "FFT_CHUNK_BYTES", chunk_bytes // 2)  # the chunk size counts float32 bytes
+    generator = torch.Generator().manual_seed(1)
+    u = torch.randn(5, 3, 9, dtype=torch.float64, generator=generator, requires_grad=True)
+    kernel = torch.randn(3, 18, dtype=torch.float64, generator=generator, requires_grad=True)
+    skip = torch.randn(3, dtype=torch.float64, generator=generator, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b, d: fft_convolution(a, b, skip=d), (u, kernel, skip))
+
+
+def test_fft_convolution_skip_is_the_d_term() -> None:
+    u = torch.randn(4, 5, 31)
+    kernel = torch.randn(5, 62)
+    skip = torch.randn(5)
+    expected = _autograd_fft_reference(u, kernel) + skip[:, None] * u
+    torch.testing.assert_close(fft_convolution(u, kernel, skip=skip), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"skip must have shape \(5,\)"):
+        fft_convolution(u, kernel, skip=torch.randn(4))
 
 
 def test_fft_convolution_rejects_a_kernel_of_the_wrong_length() -> None:
@@ -220,3 +245,25 @@ def test_chunked_inference_equals_one_batch_with_autograd() -> None:
         chunked_inference = encoder(x)
     torch.testing.assert_close(chunked, whole.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(chunked_inference, whole.detach(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("convolution", ["fft", "direct"])
+def test_channels_last_layer_equals_the_channels_first_layer(convolution: str) -> None:
+    torch.manual_seed(0)
+    layer = S4Layer(8, 4, bidirectional=True, dropout=0.0, dt_min=1e-2, dt_max=0.5, convolution=convolution)  # type: ignore[arg-type]
+    u = torch.randn(5, 8, 30, requires_grad=True)
+    u_last = u.detach().transpose(1, 2).contiguous().requires_grad_(True)
+    first = layer(u)
+    last = layer(u_last, channels_last=True)
+    torch.testing.assert_close(last, first.transpose(1, 2), rtol=1e-5, atol=1e-5)
+    weights = torch.randn_like(first)
+    grads_first = torch.autograd.grad((first * weights).sum(), [u, *layer.parameters()])
+    grads_last = torch.autograd.grad((last * weights.transpose(1, 2)).sum(), [u_last, *layer.parameters()])
+    torch.testing.assert_close(grads_last[0], grads_first[0].transpose(1, 2), rtol=1e-4, atol=1e-5)
+    for mine, theirs in zip(grads_last[1:], grads_first[1:], strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_channels_last_ssm_rejects_the_wrong_layout() -> None:
+    with pytest.raises(ValueError, match=r"\(batch, length, 8\)"):
+        _layer().ssm(torch.randn(2, 8, 30), channels_last=True)

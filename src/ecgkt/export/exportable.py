@@ -93,15 +93,18 @@ class DftS4Layer(nn.Module):
         self.D = nn.Parameter(layer.D.detach().clone(), requires_grad=False)
         self.original = layer
 
-    def forward(self, x: Tensor) -> Tensor:
-        u = x.float()
+    def forward(self, x: Tensor, *, channels_last: bool = False) -> Tensor:
+        """Same contract as `S4Layer.forward`: (B, H, L), or (B, L, H) with `channels_last`."""
+        u = x.float().transpose(1, 2) if channels_last else x.float()
         z = torch.matmul(u, self.forward_basis)  # (B, H, 2(L+1))
         z_re, z_im = z[..., : self.n_bins], z[..., self.n_bins :]
         y_re = z_re * self.spectrum_re - z_im * self.spectrum_im
         y_im = z_re * self.spectrum_im + z_im * self.spectrum_re
         y = torch.matmul(torch.cat([y_re, y_im], dim=-1), self.inverse_basis)  # (B, H, L)
         y = y + u * self.D[:, None]
-        return self.original.output(y.to(x.dtype))
+        if channels_last:
+            y = y.transpose(1, 2)
+        return self.original.output(y.to(x.dtype), channels_last=channels_last)
 
 
 def make_exportable(model: nn.Module, length: int) -> nn.Module:

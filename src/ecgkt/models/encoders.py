@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ecgkt.models.config import EcgEncoderConfig, TabularEncoderConfig
@@ -22,7 +23,9 @@ INFERENCE_CHUNK = 16
 
 
 class ResidualS4Block(nn.Module):
-    """x ← LayerNorm(x + Dropout(S4Layer(x))) on (B, H, L): the post-norm residual block of S4 models."""
+    """x ← LayerNorm(x + Dropout(S4Layer(x))) on channels-last (B, L, H): the post-norm residual
+    block of S4 models. Channels-last because LayerNorm normalises the feature axis, which must be
+    the last one: the (B, H, L) layout cost two full transposes per block (docs/performance.md)."""
 
     def __init__(self, config: EcgEncoderConfig) -> None:
         super().__init__()
@@ -38,8 +41,7 @@ class ResidualS4Block(nn.Module):
         self.norm = nn.LayerNorm(config.d_model)
 
     def forward(self, x: Tensor) -> Tensor:
-        z = x + self.dropout(self.s4(x))
-        return self.norm(z.transpose(1, 2)).transpose(1, 2)
+        return self.norm(x + self.dropout(self.s4(x, channels_last=True)))
 
 
 class EcgEncoder(nn.Module):
@@ -56,7 +58,9 @@ class EcgEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.out_dim: int = config.d_model
-        self.input_projection: nn.Module = nn.Conv1d(config.in_channels, config.d_model, kernel_size=1)
+        # Kept as a Conv1d module (weights (H, leads, 1)) so state dicts and bundles stay compatible;
+        # `_encode` applies its weights as a matrix product in the channels-last layout.
+        self.input_projection = nn.Conv1d(config.in_channels, config.d_model, kernel_size=1)
         self.layers = nn.ModuleList(ResidualS4Block(config) for _ in range(config.n_layers))
         self._n_frozen = 0
 
@@ -108,10 +112,12 @@ class EcgEncoder(nn.Module):
         return self._encode(x)
 
     def _encode(self, x: Tensor) -> Tensor:
-        h = self.input_projection(x)
+        # Channels-last from here on: the 1×1 input convolution as a matrix product on (B, L, leads).
+        projection = self.input_projection
+        h = F.linear(x.transpose(1, 2), projection.weight.squeeze(-1), projection.bias)
         for block in self.layers:
             h = block(h)
-        return h.mean(dim=-1)
+        return h.mean(dim=1)
 
 
 class TabularEncoder(nn.Module):

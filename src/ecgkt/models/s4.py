@@ -123,7 +123,9 @@ class MaskDropout(nn.Dropout):
     Why: on CPU, `bernoulli_` costs about as much as a 1×1 convolution's worth of elementwise work
     per element; one `random_()` on int32 gives two 15-bit draws, several times cheaper. The drop
     probability is rounded to a multiple of 1/32768 and the survivors are scaled by the exact
-    1/(1 − p_rounded), so E[output] = input as with `nn.Dropout`. Other devices / dtypes, eval mode and
+    1/(1 − p_rounded), so E[output] = input as with `nn.Dropout`. The mask is materialised once as
+    float (0 or the scale): the product and its backward are then one pass each, where a bool mask
+    is converted to float again in both directions. Other devices / dtypes, eval mode and
     p = 0 fall back to `nn.Dropout` unchanged (same module type, same state_dict: none).
     """
 
@@ -133,43 +135,121 @@ class MaskDropout(nn.Dropout):
         threshold = round(self.p * 32768)
         n = input.numel()
         bits = torch.empty((n + 1) // 2, dtype=torch.int32).random_().view(torch.int16)[:n]
-        keep = bits.bitwise_and_(0x7FFF).view(input.shape) >= threshold
-        return torch.mul(input, keep).mul_(32768.0 / (32768 - threshold))
+        # The comparison writes 0/1 straight into a float mask (one pass, no bool → float conversion).
+        keep = torch.ge(bits.bitwise_and_(0x7FFF).view(input.shape), threshold, out=torch.empty_like(input))
+        return input * keep.mul_(32768.0 / (32768 - threshold))
 
 
 class _FftConvolution(torch.autograd.Function):
-    """y = irfft(rfft(u, n) · K, n)[..., :L] with a real-FFT-only backward (n = kernel length ≥ 2L).
+    """y = irfft(rfft(u, n) · K, n)[..., :L] + D·u, evaluated a few records at a time (n = kernel length ≥ 2L).
 
-    Autograd through `torch.fft.rfft` differentiates with a full complex-to-complex transform per
-    sequence; here the adjoints are written out instead (all signals real):
-      grad_u = irfft(G · conj(K))[..., :L]            (cross-correlation with the kernel)
-      grad_k = irfft(Σ_batch G · conj(U))             (one transform per channel, batch summed first)
-    with G = rfft(grad_y zero-padded to n). `spectrum` may be a cached rfft of `kernel`.
+    Why chunks: at batch 32 and d_model 512 each spectrum is ~34 MB; transforms and products over
+    tensors that size stream from DRAM (and, above glibc's mmap threshold, page-fault fresh memory on
+    every call), while a chunk of `_records_per_chunk` records stays in L2 and reuses the same small
+    buffers — 4–5× faster on CPU for the same arithmetic (docs/performance.md). The D skip is folded
+    into the write of each chunk's output, saving one more full pass.
+
+    Autograd through `torch.fft.rfft` would differentiate with a full complex-to-complex transform per
+    sequence; here the adjoints are written out (all signals real), chunk by chunk:
+      grad_u = irfft(G · conj(K))[..., :L] + D·grad_y     (cross-correlation with the kernel)
+      grad_k = irfft(Σ_batch G · conj(U))                  (one transform per channel, batch summed first)
+      grad_D = Σ_batch,time grad_y · u
+    with G = rfft(grad_y zero-padded to n). Only u is saved: U = rfft(u) is recomputed in the
+    backward chunk by chunk, cheaper than storing (and re-reading) the full-batch spectrum.
+    `spectrum` may be a cached rfft of `kernel` (eval mode; then no gradient flows into the kernel).
     """
 
     @staticmethod
-    def forward(ctx: Any, u: Tensor, kernel: Tensor, spectrum: Tensor | None) -> Tensor:
-        length = u.shape[-1]
+    def forward(
+        ctx: Any, u: Tensor, kernel: Tensor, spectrum: Tensor | None, skip: Tensor | None, channels_last: bool
+    ) -> Tensor:
+        u_by_channel = _time_last(u, channels_last)
+        length = u_by_channel.shape[-1]
         n_fft = kernel.shape[-1]
-        u_spectrum = torch.fft.rfft(u, n=n_fft)
         k_spectrum = spectrum if spectrum is not None else torch.fft.rfft(kernel, n=n_fft)
-        ctx.save_for_backward(u_spectrum, k_spectrum)
-        ctx.length = length
-        return torch.fft.irfft(u_spectrum * k_spectrum, n=n_fft)[..., :length]
+        out = u.new_empty(u.shape)
+        out_by_channel = _time_last(out, channels_last)
+        chunk = _records_per_chunk(u_by_channel.shape[1], n_fft)
+        padded = _PaddedBuffer(u_by_channel, chunk, n_fft)
+        for start, stop in _chunks(u.shape[0], chunk):
+            u_chunk = u_by_channel[start:stop]
+            product = torch.fft.rfft(padded.load(u_chunk)).mul_(k_spectrum)
+            y = torch.fft.irfft(product, n=n_fft)[..., :length]
+            if skip is None:
+                out_by_channel[start:stop] = y
+            else:
+                torch.addcmul(y, u_chunk, skip[:, None], out=out_by_channel[start:stop])
+        ctx.save_for_backward(u, k_spectrum, skip)
+        ctx.channels_last = channels_last
+        return out
 
     @staticmethod
-    def backward(ctx: Any, grad_y: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
-        u_spectrum, k_spectrum = ctx.saved_tensors
-        length: int = ctx.length
+    def backward(ctx: Any, grad_y: Tensor) -> tuple[Tensor | None, Tensor | None, None, Tensor | None, None]:
+        u, k_spectrum, skip = ctx.saved_tensors
+        channels_last: bool = ctx.channels_last
+        u_by_channel = _time_last(u, channels_last)
+        g_by_channel = _time_last(grad_y.contiguous(), channels_last)
+        length = u_by_channel.shape[-1]
         n_fft = 2 * (k_spectrum.shape[-1] - 1)
-        g_spectrum = torch.fft.rfft(grad_y, n=n_fft)
-        grad_u = grad_k = None
-        if ctx.needs_input_grad[0]:
-            grad_u = torch.fft.irfft(g_spectrum * k_spectrum.conj(), n=n_fft)[..., :length]
-        if ctx.needs_input_grad[1]:
-            cross = (g_spectrum * u_spectrum.conj()).sum(0)
-            grad_k = torch.fft.irfft(cross, n=n_fft)
-        return grad_u, grad_k, None
+        need_u, need_k, _, need_skip, _ = ctx.needs_input_grad
+        grad_u = u.new_empty(u.shape) if need_u else None
+        grad_u_by_channel = _time_last(grad_u, channels_last) if grad_u is not None else None
+        cross = k_spectrum.new_zeros(k_spectrum.shape) if need_k else None
+        grad_skip = u.new_zeros(u_by_channel.shape[1]) if need_skip else None
+        conj_kernel = k_spectrum.conj_physical() if need_u else None
+        chunk = _records_per_chunk(u_by_channel.shape[1], n_fft)
+        padded = _PaddedBuffer(u_by_channel, chunk, n_fft)
+        for start, stop in _chunks(u.shape[0], chunk):
+            g_chunk = g_by_channel[start:stop]
+            g_spectrum = torch.fft.rfft(padded.load(g_chunk))
+            if cross is not None:
+                u_spectrum = torch.fft.rfft(padded.load(u_by_channel[start:stop])).conj_physical_()
+                cross.add_(u_spectrum.mul_(g_spectrum).sum(0))
+            if grad_u_by_channel is not None and conj_kernel is not None:
+                correlated = torch.fft.irfft(g_spectrum.mul_(conj_kernel), n=n_fft)[..., :length]
+                if skip is None:
+                    grad_u_by_channel[start:stop] = correlated
+                else:
+                    torch.addcmul(correlated, g_chunk, skip[:, None], out=grad_u_by_channel[start:stop])
+            if grad_skip is not None:
+                grad_skip.add_((g_chunk * u_by_channel[start:stop]).sum((0, 2)))
+        grad_k = torch.fft.irfft(cross, n=n_fft) if cross is not None else None
+        return grad_u, grad_k, None, grad_skip, None
+
+
+# Bytes of zero-padded float signal one FFT chunk may hold: ~L2-sized (1 MiB per core here), so a
+# chunk's signal, spectrum and output stay in cache between the transform, the product and the write.
+FFT_CHUNK_BYTES = 2 << 20
+
+
+class _PaddedBuffer:
+    """One zero-padded (chunk, H, n_fft) buffer reused for every chunk's transform.
+
+    `rfft(x, n=n_fft)` would allocate, zero-fill and copy a new padded tensor per call; here the tail
+    is zeroed once and each chunk only copies its L samples in (transposing them when channels-last).
+    """
+
+    def __init__(self, like: Tensor, chunk: int, n_fft: int) -> None:
+        self.length = like.shape[-1]
+        self.buffer = like.new_zeros((min(chunk, like.shape[0]), like.shape[1], n_fft))
+
+    def load(self, chunk: Tensor) -> Tensor:
+        view = self.buffer[: chunk.shape[0]]
+        view[..., : self.length].copy_(chunk)
+        return view
+
+
+def _time_last(tensor: Tensor, channels_last: bool) -> Tensor:
+    """(B, H, L) view of a (B, H, L) tensor, or of a channels-last (B, L, H) one (no copy)."""
+    return tensor.transpose(1, 2) if channels_last else tensor
+
+
+def _records_per_chunk(n_channels: int, n_fft: int) -> int:
+    return max(1, FFT_CHUNK_BYTES // (n_channels * n_fft * 4))
+
+
+def _chunks(n_records: int, size: int) -> list[tuple[int, int]]:
+    return [(start, min(start + size, n_records)) for start in range(0, n_records, size)]
 
 
 def fft_length(length: int) -> int:
@@ -196,22 +276,35 @@ def kernel_spectrum(kernel_over_lags: Tensor) -> Tensor:
     return torch.fft.rfft(_lags_for_fft(kernel_over_lags, n_fft), n=n_fft)
 
 
-def fft_convolution(u: Tensor, kernel_over_lags: Tensor, spectrum: Tensor | None = None) -> Tensor:
-    """(B, H, L) ∗ (H, 2L) kernel over lags → (B, H, L); the linear convolution of `S4Layer.ssm`.
+def fft_convolution(
+    u: Tensor,
+    kernel_over_lags: Tensor,
+    spectrum: Tensor | None = None,
+    skip: Tensor | None = None,
+    channels_last: bool = False,
+) -> Tensor:
+    """(B, H, L) ∗ (H, 2L) kernel over lags [+ skip[h]·u] → (B, H, L); the SSM of `S4Layer.ssm`.
 
-    `spectrum`, if given, must be `kernel_spectrum(kernel_over_lags)` (the eval-mode cache).
+    `spectrum`, if given, must be `kernel_spectrum(kernel_over_lags)` (the eval-mode cache); `skip`
+    (H,) is the D term, applied inside the same pass. `channels_last`: u and the result are
+    (B, L, H) instead (the encoder's layout; the transposition happens chunk by chunk, in cache).
     """
-    if kernel_over_lags.shape[-1] != 2 * u.shape[-1]:
-        raise ValueError(
-            f"kernel over lags must have length 2L = {2 * u.shape[-1]}, got {kernel_over_lags.shape[-1]}"
-        )
-    kernel = _lags_for_fft(kernel_over_lags, fft_length(u.shape[-1]))
-    result: Tensor = _FftConvolution.apply(u, kernel, spectrum)
+    length = u.shape[1] if channels_last else u.shape[-1]
+    n_channels = u.shape[-1] if channels_last else u.shape[1]
+    if kernel_over_lags.shape[-1] != 2 * length:
+        raise ValueError(f"kernel over lags must have length 2L = {2 * length}, got {kernel_over_lags.shape[-1]}")
+    kernel = _lags_for_fft(kernel_over_lags, fft_length(length))
+    if skip is not None and skip.shape != (n_channels,):
+        raise ValueError(f"skip must have shape ({n_channels},), got {tuple(skip.shape)}")
+    result: Tensor = _FftConvolution.apply(u, kernel, spectrum, skip, channels_last)
     return result
 
 
 class S4Layer(nn.Module):
     """(B, H, L) → (B, H, L): SSM convolution + D skip, GELU, dropout, 1×1 conv to 2H and GLU.
+
+    `forward(x, channels_last=True)` takes and returns (B, L, H) instead: the layout `EcgEncoder`
+    runs in, where LayerNorm needs no transposes and the 1×1 convolution is a plain matrix product.
 
     `convolution` selects how the long convolution is evaluated: "fft" (default, O(L log L)) or
     "direct" (a depthwise `conv1d`, O(L²) but made only of ops every ONNX runtime supports). Both give
@@ -287,31 +380,42 @@ class S4Layer(nn.Module):
             self._kernel_cache = (key, kernel, spectrum)
         return kernel, spectrum
 
-    def ssm(self, u: Tensor) -> Tensor:
-        """The state-space part only: y = K ∗ u + D·u.
+    def ssm(self, u: Tensor, *, channels_last: bool = False) -> Tensor:
+        """The state-space part only: y = K ∗ u + D·u, on (B, H, L) or, with `channels_last`, (B, L, H).
 
         Always computed in float32 with autocast off: torch.fft has no bf16 kernels, and a bf16
         Vandermonde product would lose the slowly decaying tail of the kernel.
         """
-        if u.dim() != 3 or u.shape[1] != self.d_model:
-            raise ValueError(f"S4Layer expects (batch, {self.d_model}, length), got {tuple(u.shape)}")
-        length = u.shape[-1]
+        channel_dim = 2 if channels_last else 1
+        if u.dim() != 3 or u.shape[channel_dim] != self.d_model:
+            expected = f"(batch, length, {self.d_model})" if channels_last else f"(batch, {self.d_model}, length)"
+            raise ValueError(f"S4Layer expects {expected}, got {tuple(u.shape)}")
+        length = u.shape[3 - channel_dim]
         with torch.autocast(device_type=u.device.type, enabled=False):
             u32 = u.float()
             kernel, spectrum = self._kernel_and_spectrum(length)
             if self.convolution == "fft":
-                y = fft_convolution(u32, kernel, spectrum)
+                y = fft_convolution(u32, kernel, spectrum, skip=self.D, channels_last=channels_last)
             else:
-                y = _direct_convolution(u32, kernel)
-            y = torch.addcmul(y, u32, self.D[:, None])
+                by_channel = u32.transpose(1, 2) if channels_last else u32
+                y = torch.addcmul(_direct_convolution(by_channel, kernel), by_channel, self.D[:, None])
+                y = y.transpose(1, 2) if channels_last else y
         return y.to(u.dtype)
 
-    def output(self, y: Tensor) -> Tensor:
-        """Position-wise part after the SSM: GELU → dropout → 1×1 conv to 2H → GLU."""
-        return self.glu(self.output_linear(self.dropout(self.activation(y))))
+    def output(self, y: Tensor, *, channels_last: bool = False) -> Tensor:
+        """Position-wise part after the SSM: GELU → dropout → 1×1 conv to 2H → GLU.
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.output(self.ssm(x))
+        Channels-last runs the 1×1 convolution as one (B·L, H) × (H, 2H) matrix product with the same
+        weights: its backward is ~20 % faster on CPU than the convolution's (docs/performance.md).
+        """
+        activated = self.dropout(self.activation(y))
+        if not channels_last:
+            return self.glu(self.output_linear(activated))
+        projected = F.linear(activated, self.output_linear.weight.squeeze(-1), self.output_linear.bias)
+        return F.glu(projected, dim=-1)
+
+    def forward(self, x: Tensor, *, channels_last: bool = False) -> Tensor:
+        return self.output(self.ssm(x, channels_last=channels_last), channels_last=channels_last)
 
 
 def _direct_convolution(u: Tensor, kernel_over_lags: Tensor) -> Tensor:
