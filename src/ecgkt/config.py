@@ -71,7 +71,13 @@ class OptimConfig(_Strict):
 
 
 class TrainerConfig(_Strict):
-    """Passed straight to `lightning.Trainer`: this is how CPU / GPU / DDP / bf16 are chosen."""
+    """Passed straight to `lightning.Trainer`: this is how CPU / GPU / DDP / bf16 are chosen.
+
+    `compile` lives here, with the other execution settings, because it changes speed, not results
+    (the first-step loss matches eager within 1e-4, tests/train/test_compile.py): like them it may
+    differ when a run is resumed. Off by default: on 2 CPU cores a compiled encoder trained SLOWER
+    than the eager one after 40–60 s of compiling (src/ecgkt/train/README.md has the figures).
+    """
 
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int | Literal["auto"] = "auto"
@@ -82,6 +88,13 @@ class TrainerConfig(_Strict):
         default=None, ge=1, description="torch.set_num_threads on CPU; None = torch default"
     )
     deterministic: bool = False
+    compile: bool = Field(
+        default=False,
+        description="torch.compile the ECG encoder (in place, dynamic=False); skipped with a warning where unsupported",
+    )
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = Field(
+        default="default", description="torch.compile mode when compile is true"
+    )
     progress_bar: bool = True
     log_every_n_steps: int = Field(default=10, ge=1)
 

@@ -14,8 +14,13 @@ in every checkpoint and in `hparams.yaml`.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
+import sys
+import warnings
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -87,6 +92,56 @@ def _split_encoder_parameters(
     ordinary = [p for p in encoder.parameters() if id(p) not in ssm_ids]
     ssm = [p for p in encoder.parameters() if id(p) in ssm_ids]
     return ordinary, ssm
+
+
+# ---- torch.compile ---------------------------------------------------------------------------------
+
+CompileMode = Literal["default", "reduce-overhead", "max-autotune"]
+
+
+class CompileSkippedWarning(UserWarning):
+    """`trainer.compile` was requested but this platform cannot compile; training runs eagerly."""
+
+
+def compile_unsupported_reason(device_type: str) -> str | None:
+    """Why torch.compile (inductor) cannot run here for `device_type`, or None when it can.
+
+    Checked up front because inductor fails lazily, at the first training step, with a long
+    compiler traceback; a run should instead start eagerly and say why.
+    """
+    import torch._dynamo
+
+    if not torch._dynamo.is_dynamo_supported():
+        return f"torch.compile does not support Python {sys.version.split()[0]} on {sys.platform}"
+    if device_type == "cuda":
+        if importlib.util.find_spec("triton") is None:
+            return "compiling for CUDA needs the `triton` package, which is not installed"
+        return None
+    if device_type != "cpu":
+        return f"torch.compile is not supported here on the {device_type!r} device"
+    compilers = [os.environ.get("CXX"), "g++", "c++", "clang++"]
+    if not any(name and shutil.which(name) for name in compilers):
+        return "compiling for CPU needs a C++ compiler (g++, c++ or clang++ on PATH, or $CXX)"
+    return None
+
+
+def compile_encoder(encoder: nn.Module, *, mode: CompileMode = "default", device_type: str = "cpu") -> bool:
+    """Compile Φx in place with `torch.compile(dynamic=False)`; return whether it was compiled.
+
+    Only the encoder, not the LightningModule: it holds ~all of the FLOPs, and Lightning's hooks,
+    logging and the objectives would only add graph breaks. `nn.Module.compile` keeps the module
+    object and its state_dict keys, so checkpoints, `encoder.safetensors` and resuming are the same
+    as in eager mode. `dynamic=False`: training crops have one fixed shape; each evaluation batch
+    shape compiles once more. Frozen blocks (eval mode, no grad) compile fine (tested).
+    """
+    reason = compile_unsupported_reason(device_type)
+    if reason is not None:
+        warnings.warn(
+            f"trainer.compile ignored: {reason}; the encoder runs eagerly", CompileSkippedWarning, stacklevel=2
+        )
+        return False
+    encoder.compile(dynamic=False, mode=mode)
+    return True
 
 
 # ---- stage 1 ---------------------------------------------------------------------------------------

@@ -42,7 +42,13 @@ from ecgkt.store import FeatureGroup, Split
 from ecgkt.train.callbacks import RngStateCallback
 from ecgkt.train.data import StoreDataModule, TargetName
 from ecgkt.train.evaluation import Score, save_predictions, score_predictions, write_json, write_per_label_csv
-from ecgkt.train.modules import EcgClassifier, JointEmbeddingModule, SupervisedModule, predict_split
+from ecgkt.train.modules import (
+    EcgClassifier,
+    JointEmbeddingModule,
+    SupervisedModule,
+    compile_encoder,
+    predict_split,
+)
 
 BaselineKind = Literal["signal", "mm-labs", "mm-diag"]
 BASELINES: tuple[BaselineKind, ...] = ("signal", "mm-labs", "mm-diag")
@@ -123,6 +129,29 @@ def _load_result(name: str, out_dir: Path) -> StageResult:
     return StageResult(name, out_dir, json.loads((out_dir / METRICS_FILE).read_text()))
 
 
+def _start_stage(
+    name: str, config: RunConfig, out_dir: str | Path, resume: bool, sections: Sequence[str]
+) -> tuple[Path, StageResult | Literal["resume", "fresh"]]:
+    """The preamble every stage shares: check the output folder, return the finished result when
+    there is one, otherwise configure torch and seed everything before any model or data exists.
+
+    Returns (output folder, the finished StageResult or whether to resume / start fresh).
+    """
+    out = Path(out_dir)
+    state = _check_out_dir(out, config, resume, sections)
+    if state == "done":
+        return out, _load_result(name, out)
+    configure_torch(config)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    return out, state
+
+
+def _maybe_compile(config: RunConfig, encoder: nn.Module) -> None:
+    """`trainer.compile`: compile Φx for the device the Trainer will train on (see compile_encoder)."""
+    if config.trainer.compile:
+        compile_encoder(encoder, mode=config.trainer.compile_mode, device_type=evaluation_device(config).type)
+
+
 # ---- trainer ---------------------------------------------------------------------------------------
 
 
@@ -178,6 +207,9 @@ def build_trainer(
         enable_model_summary=False,
         log_every_n_steps=config.trainer.log_every_n_steps,
         num_sanity_val_steps=0,
+        # StoreDataModule shards its own batches per rank (ecgkt.train.data); Lightning's sampler
+        # replacement would wrap them again and pad with repeated batches.
+        use_distributed_sampler=False,
     )
     return trainer, checkpoint
 
@@ -267,12 +299,9 @@ def run_pretrain(
     extra_callbacks: Sequence[Callback] = (),
 ) -> StageResult:
     """Stage 1: joint-embedding pretraining of Φx against Φm on (ECG, tabular) pairs."""
-    out = Path(out_dir)
-    state = _check_out_dir(out, config, resume, PRETRAIN_SECTIONS)
-    if state == "done":
-        return _load_result("pretrain", out)
-    configure_torch(config)
-    L.seed_everything(config.seed, workers=True, verbose=False)
+    out, state = _start_stage("pretrain", config, out_dir, resume, PRETRAIN_SECTIONS)
+    if isinstance(state, StageResult):
+        return state
     stage = config.pretrain
     datamodule = StoreDataModule(store, config.data, seed=config.seed, target=None, tabular_groups=stage.tabular_groups)
     n_numeric, cardinalities = datamodule.tabular_shape
@@ -286,6 +315,7 @@ def run_pretrain(
         objective_kwargs=stage.objective_kwargs(),
         optim=stage.optim.model_dump(),
     )
+    _maybe_compile(config, module.encoder)
     out.mkdir(parents=True, exist_ok=True)
     write_config(config, out / CONFIG_FILE)
     trainer, checkpoint = build_trainer(
@@ -345,12 +375,9 @@ def run_supervised(
     resume: bool = False,
     extra_callbacks: Sequence[Callback] = (),
 ) -> StageResult:
-    out = Path(out_dir)
-    state = _check_out_dir(out, config, resume, spec.config_sections)
-    if state == "done":
-        return _load_result(spec.name, out)
-    configure_torch(config)
-    L.seed_everything(config.seed, workers=True, verbose=False)
+    out, state = _start_stage(spec.name, config, out_dir, resume, spec.config_sections)
+    if isinstance(state, StageResult):
+        return state
     datamodule = StoreDataModule(
         store, config.data, seed=config.seed, target=spec.target, tabular_groups=spec.tabular_groups
     )
@@ -371,6 +398,7 @@ def run_supervised(
     )
     if spec.init_encoder is not None:
         load_encoder_weights(module.encoder, spec.init_encoder)
+    _maybe_compile(config, module.encoder)
     out.mkdir(parents=True, exist_ok=True)
     write_config(config, out / CONFIG_FILE)
     trainer, checkpoint = build_trainer(
