@@ -11,6 +11,7 @@ import importlib
 import typer
 
 from ecgkt import __version__
+from ecgkt.runtime import tune_allocator
 
 COMMAND_MODULES: tuple[str, ...] = (
     "ecgkt.synth.commands",
@@ -62,6 +63,9 @@ for _module_name in COMMAND_MODULES:
 
 
 def main() -> None:
+    # Every command is a long-running compute job (training, building, serving): keep activation-sized
+    # allocations in the heap (ecgkt.runtime; ECGKT_MALLOC_TUNING=0 opts out).
+    tune_allocator()
     app()
 
 
