@@ -189,7 +189,7 @@ def main() -> None:
         f"{ref['wfdb_rdrecord'] / ref['read_record']:.2f} |",
         "",
         "`wfdb.rdrecord` is slow with pandas 3 (its header parser does a pandas `.loc` look-up per field), so the "
-        "builder parses MIMIC's simple single-file format-16 headers itself (`ecgkt.build.wfdb_fast`, checked "
+        "builder parses MIMIC's simple single-file format-16 headers itself (`ecgkt.signals.wfdb_fast`, checked "
         "sample-identical to wfdb in tests) and falls back to `wfdb.rdrecord` for every other header shape.",
     ]
     (RESULTS / "build_wfdb_speed.md").write_text("\n".join(lines) + "\n")

@@ -109,7 +109,7 @@ def test_chunked_ingestion_writes_rows_and_markers(tmp_path: Path) -> None:
 def test_fast_reader_matches_wfdb_samples(tmp_path: Path) -> None:
     import wfdb
 
-    from ecgkt.build.wfdb_fast import parse_simple_header, read_physical
+    from ecgkt.signals.wfdb_fast import parse_simple_header, read_physical
 
     base, _ = _record(tmp_path, nan_stretch=True)
     header = parse_simple_header(base.parent / f"{base.name}.hea")
@@ -123,7 +123,7 @@ def test_fast_reader_matches_wfdb_samples(tmp_path: Path) -> None:
 def test_other_wfdb_formats_go_through_wfdb(tmp_path: Path) -> None:
     import wfdb
 
-    from ecgkt.build.wfdb_fast import parse_simple_header
+    from ecgkt.signals.wfdb_fast import parse_simple_header
 
     spec = EcgSpec(10000032, 40000009, WHEN)
     folder = tmp_path / "fmt212"

@@ -267,3 +267,4 @@ def test_channels_last_layer_equals_the_channels_first_layer(convolution: str) -
 def test_channels_last_ssm_rejects_the_wrong_layout() -> None:
     with pytest.raises(ValueError, match=r"\(batch, length, 8\)"):
         _layer().ssm(torch.randn(2, 8, 30), channels_last=True)
+

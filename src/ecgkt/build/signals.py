@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from ecgkt.build.wfdb_fast import SimpleHeader, parse_simple_header, read_physical
 from ecgkt.mimic.layout import ECG_SAMPLING_RATE_HZ
 from ecgkt.signals.leads import LeadError, lead_permutation
 from ecgkt.signals.preprocess import PreprocessSpec, preprocess
+from ecgkt.signals.wfdb_fast import SimpleHeader, parse_simple_header, read_physical
 
 OK = "ok"
 _FORMAT_BYTES: dict[str, float] = {

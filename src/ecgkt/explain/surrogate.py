@@ -17,6 +17,7 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,10 +64,7 @@ class LabSurrogate(BaseModel):
         coefficient × (probability − fitting-fold mean), the linear-model attribution relative to
         a typical patient; these sum to the surrogate logit minus its mean.
         """
-        probs = self._check(lab_probability)
-        if centered:
-            probs = probs - np.asarray(self.lab_mean, dtype=np.float32)[None, :]
-        return (self.coefficient_matrix()[None, :, :] * probs[:, None, :]).astype(np.float32)
+        return SurrogateArrays.of(self).contributions(lab_probability, centered=centered)
 
     def check_labels(self, diagnosis_labels: Sequence[str], lab_labels: Sequence[str]) -> None:
         if list(diagnosis_labels) != self.diagnosis_labels or list(lab_labels) != self.lab_labels:
@@ -82,6 +80,33 @@ class LabSurrogate(BaseModel):
                 f"surrogate expects (N, {len(self.lab_labels)}) lab probabilities, got {probs.shape}"
             )
         return probs
+
+
+@dataclass(frozen=True, eq=False)
+class SurrogateArrays:
+    """A surrogate's coefficients as arrays, for scoring many records without re-reading the JSON lists.
+
+    `LabSurrogate` is the stored (JSON) form; converting its (K, P) nested lists to an array costs about
+    as much as scoring a record, so the prediction engine converts once per loaded bundle.
+    """
+
+    coefficients: NDArray[np.float32]  # (K, P)
+    lab_mean: NDArray[np.float32]  # (P,)
+
+    @classmethod
+    def of(cls, surrogate: LabSurrogate) -> SurrogateArrays:
+        return cls(surrogate.coefficient_matrix(), np.asarray(surrogate.lab_mean, dtype=np.float32))
+
+    def contributions(self, lab_probability: NDArray[np.floating], centered: bool = False) -> NDArray[np.float32]:
+        """(N, P) → (N, K, P); see `LabSurrogate.contributions`."""
+        probs = np.asarray(lab_probability, dtype=np.float32)
+        if probs.ndim != 2 or probs.shape[1] != self.coefficients.shape[1]:
+            raise ExplanationError(
+                f"surrogate expects (N, {self.coefficients.shape[1]}) lab probabilities, got {probs.shape}"
+            )
+        if centered:
+            probs = probs - self.lab_mean[None, :]
+        return (self.coefficients[None, :, :] * probs[:, None, :]).astype(np.float32)
 
 
 def logit(probability: NDArray[np.floating]) -> NDArray[np.float64]:

@@ -165,7 +165,7 @@ class _FftConvolution(torch.autograd.Function):
     ) -> Tensor:
         u_by_channel = _time_last(u, channels_last)
         length = u_by_channel.shape[-1]
-        n_fft = kernel.shape[-1]
+        n_fft = fft_length(length)
         k_spectrum = spectrum if spectrum is not None else torch.fft.rfft(kernel, n=n_fft)
         out = u.new_empty(u.shape)
         out_by_channel = _time_last(out, channels_last)
@@ -293,7 +293,8 @@ def fft_convolution(
     n_channels = u.shape[-1] if channels_last else u.shape[1]
     if kernel_over_lags.shape[-1] != 2 * length:
         raise ValueError(f"kernel over lags must have length 2L = {2 * length}, got {kernel_over_lags.shape[-1]}")
-    kernel = _lags_for_fft(kernel_over_lags, fft_length(length))
+    # With a cached spectrum the padded kernel is never read: do not build it on every call.
+    kernel = _lags_for_fft(kernel_over_lags, fft_length(length)) if spectrum is None else kernel_over_lags
     if skip is not None and skip.shape != (n_channels,):
         raise ValueError(f"skip must have shape ({n_channels},), got {tuple(skip.shape)}")
     result: Tensor = _FftConvolution.apply(u, kernel, spectrum, skip, channels_last)

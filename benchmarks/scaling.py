@@ -1,0 +1,923 @@
+"""Scaling study (issue 7): build time and training time per epoch at 1×, 2×, 4× the cohort size.
+
+The claim to check is "linear, with flat memory". Everything is measured in ONE run, each step in a
+fresh child process so its time and memory are its own:
+
+1. `ecgkt synth --patients K --seed 0` for K = N, 2N, 4N (context: how long the data takes to make).
+2. `ecgkt build --synthetic ROOT --out STORE`, three times per size (cheap; the minimum time is the
+   least-disturbed run), with one WFDB reader (`--workers 1`), so the build is one process and its
+   CPU time and peak RSS from `os.wait4` are exact (`benchmarks/build_wfdb_speed.py` covers the
+   worker scaling). A child that only imports the build's modules measures its fixed start-up cost.
+3. Three epochs (default) of the supervised signal-only baseline at the `cpu` preset, 1 intra-op
+   thread, through `ecgkt.train.stages.run_baseline` — the function `ecgkt train-baseline signal`
+   calls — in a child process that adds one Lightning callback timing each epoch's training and
+   validation parts (wall clock and the process's CPU time). The figure per size is the minimum over
+   its epochs: contention with other jobs only ever adds time (wall *and* CPU: a core shared with
+   another process runs with colder caches), and so would one-off costs of the first epoch, so the
+   minimum is the least-disturbed epoch. Every epoch's figures are kept in the JSON.
+
+Memory. `ru_maxrss` (from `os.wait4`) is the child's peak resident set, but signals live in a
+memory-mapped file, and RSS counts the file pages the process touched: reclaimable page cache that
+grows with the cohort by construction. So every child is also sampled every 0.2 s from
+`/proc/<pid>/status` — `RssAnon` (the process's own heap, what "flat memory" is about) and `RssFile`
+(mapped file pages) — and the peaks are kept; for a child with descendants the anonymous memory of
+the whole process tree is summed at each sample.
+
+Linearity. Per-record (per-sample) costs and their ratios to 1× are reported as asked, but a build
+has a fixed start-up cost (imports, reading the ICD catalogue), which makes per-record costs fall with
+size even when the work is perfectly linear. The verdict therefore uses the *marginal* cost per
+record between consecutive sizes — (t(2N) − t(N)) / (r(2N) − r(N)) against (t(4N) − t(2N)) /
+(r(4N) − r(2N)) — which is constant for any a + b·records and grows if there is a super-linear term;
+the least-squares line (slope, intercept, R²) is reported too. CPU-time figures are the robust ones on
+this shared 2-core machine (wall time includes time spent waiting for a core).
+
+    .venv/bin/python benchmarks/scaling.py [--base 600] [--quick] [--epochs 2] [--workdir DIR] [--keep]
+
+Writes benchmarks/results/scaling.md and scaling.json (atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+MULTIPLIERS = (1, 2, 4)
+SAMPLE_SECONDS = 0.2
+# Verdict thresholds: the marginal cost per record may drift this much before we call a cost
+# non-linear (wall time on a shared machine moves by more than that from load alone; CPU time is
+# steadier), and a peak may grow this fraction of its 1× value from 1× to 4× and still be "flat".
+LINEAR_TOLERANCE = 0.15
+FLAT_TOLERANCE = 0.10
+PROJECT_RECORDS = 800_000  # issue 7: "users train on ≈800 k ECGs"
+MIN_STEP_SECONDS = 1.0  # build steps shorter than this at the largest size are too short to judge
+KIB_PER_MIB = 1024.0
+LOG_TAIL_LINES = 15
+
+
+class ScalingError(RuntimeError):
+    """A child step failed or produced no usable result; the message names the step and its log."""
+
+
+# ---- pure helpers (tested in tests/benchmarks/test_scaling_helpers.py) ------------------------------
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    """Least-squares line y = intercept + slope · x and its coefficient of determination."""
+
+    slope: float
+    intercept: float
+    r_squared: float
+
+    def predict(self, x: float) -> float:
+        return self.intercept + self.slope * x
+
+
+def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> LinearFit:
+    """Ordinary least squares on ≥ 2 points with distinct x (R² = 1 when y is constant and fitted)."""
+    if len(xs) != len(ys) or len(xs) < 2:
+        raise ValueError(f"need ≥ 2 paired points, got {len(xs)} x and {len(ys)} y")
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mean_x) ** 2 for x in xs)
+    if sxx == 0:
+        raise ValueError("all x values are equal: no line through them")
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sxx
+    intercept = mean_y - slope * mean_x
+    total = sum((y - mean_y) ** 2 for y in ys)
+    residual = sum((y - (intercept + slope * x)) ** 2 for x, y in zip(xs, ys, strict=True))
+    return LinearFit(slope, intercept, 1.0 if total == 0 else 1.0 - residual / total)
+
+
+def marginal_costs(xs: Sequence[float], ys: Sequence[float]) -> list[float]:
+    """Cost per unit of x between consecutive points: constant for y = a + b·x whatever a is."""
+    return [(y1 - y0) / (x1 - x0) for x0, x1, y0, y1 in zip(xs, xs[1:], ys, ys[1:], strict=False)]
+
+
+def linearity(
+    xs: Sequence[float], ys: Sequence[float], unit: str, tolerance: float = LINEAR_TOLERANCE
+) -> dict[str, Any]:
+    """Per-unit costs, their ratios to the first size, the marginal costs and a verdict from them.
+
+    `drift` = the largest relative change of a later marginal cost against the first one: 0 for a
+    straight line, > 0 when each extra record costs more than the previous ones (super-linear).
+    """
+    fit = linear_fit(xs, ys)
+    per_unit = [y / x for x, y in zip(xs, ys, strict=True)]
+    marginal = marginal_costs(xs, ys)
+    drift = max((m / marginal[0] - 1.0 for m in marginal[1:]), key=abs) if marginal[0] > 0 else float("nan")
+    if drift != drift:  # NaN: the first increment did not cost anything measurable
+        verdict = "not assessable: the time did not grow from the first to the second size (noise > increment)"
+    elif abs(drift) <= tolerance:
+        verdict = f"linear within {100 * abs(drift):.0f} %"
+    elif drift > 0:
+        verdict = f"NOT linear: the marginal cost per {unit} grows {100 * drift:.0f} %"
+    else:
+        verdict = f"sub-linear: the marginal cost per {unit} falls {100 * -drift:.0f} % (fixed costs dominate)"
+    return {
+        "fit": asdict(fit),
+        "per_unit": per_unit,
+        "per_unit_ratio": [c / per_unit[0] for c in per_unit],
+        "marginal": marginal,
+        "marginal_drift": drift,
+        "verdict": verdict,
+    }
+
+
+def flatness(
+    xs: Sequence[float],
+    peaks_mib: Sequence[float],
+    tolerance: float = FLAT_TOLERANCE,
+    project_to: float | None = PROJECT_RECORDS,
+) -> dict[str, Any]:
+    """How much a memory peak moves with size, and where the fitted line would be at `project_to` records.
+
+    At small sizes a peak is dominated by the interpreter and its libraries (~300 MiB), so a peak can
+    look "flat" relative to itself while still carrying a per-record term; the projection to the real
+    cohort's size shows whether that term matters. `project_to=None` skips it (RSS, whose file-backed
+    part is page cache the kernel reclaims: extrapolating it says nothing about memory needed).
+    """
+    fit = linear_fit(xs, peaks_mib)
+    spread = max(peaks_mib) - min(peaks_mib)
+    growth = peaks_mib[-1] - peaks_mib[0]
+    relative = growth / peaks_mib[0] if peaks_mib[0] > 0 else float("inf")
+    kib_per_record = KIB_PER_MIB * fit.slope
+    projected = None if project_to is None else fit.predict(project_to)
+    if abs(relative) <= tolerance:
+        verdict = f"flat within {spread:.0f} MiB ({100 * spread / peaks_mib[0]:.0f} % of the 1× peak)"
+    else:
+        verdict = f"NOT flat: {growth:+.0f} MiB from the first to the last size ({100 * relative:+.0f} %)"
+    if fit.slope > 0 and project_to is not None and projected is not None:
+        verdict += (
+            f"; the fitted {kib_per_record:+.1f} KiB per record would give {projected / KIB_PER_MIB:.1f} GiB "
+            f"at {project_to:,.0f} records"
+        )
+    return {
+        "spread_mib": spread,
+        "growth_mib": growth,
+        "kib_per_record": kib_per_record,
+        "projected_mib": projected,
+        "projected_records": project_to,
+        "fit": asdict(fit),
+        "verdict": verdict,
+    }
+
+
+def parse_proc_status(text: str) -> dict[str, int]:
+    """The `kB` fields of a /proc/<pid>/status file (VmRSS, VmHWM, RssAnon, RssFile, ...), in KiB."""
+    fields: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if len(parts) == 2 and parts[1] == "kB" and parts[0].isdigit():
+            fields[name.strip()] = int(parts[0])
+    return fields
+
+
+def parse_parent_pid(stat_text: str) -> int:
+    """The parent pid from /proc/<pid>/stat; the command name may contain spaces and parentheses."""
+    after_name = stat_text[stat_text.rindex(")") + 2 :]
+    return int(after_name.split()[1])
+
+
+def descendants(root: int, parent_of: dict[int, int]) -> list[int]:
+    """`root` and every process below it in a pid → parent-pid map (root first)."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in parent_of.items():
+        children.setdefault(parent, []).append(pid)
+    tree, queue = [], [root]
+    while queue:
+        pid = queue.pop()
+        tree.append(pid)
+        queue.extend(children.get(pid, []))
+    return tree
+
+
+def least_disturbed(values: Sequence[float]) -> float:
+    """The figure of repeated timings of the same work on a shared machine: the minimum.
+
+    Contention and one-off warm-up can only add time, never remove it, so the minimum is the closest
+    to the cost of the work itself (the same reasoning as `timeit`'s advice to take the minimum).
+    """
+    if not values:
+        raise ValueError("nothing was timed")
+    return min(values)
+
+
+# ---- running a child and measuring it ---------------------------------------------------------------
+
+
+@dataclass
+class ChildRun:
+    """Wall and CPU time (`os.wait4`, includes waited-for descendants) and memory peaks of one child."""
+
+    wall_s: float
+    user_s: float
+    sys_s: float
+    maxrss_mib: float  # ru_maxrss: the largest peak RSS of the child or any waited-for descendant
+    peak_anon_mib: float  # the child's own RssAnon peak (sampled)
+    peak_anon_tree_mib: float  # RssAnon summed over the child and its descendants, peak over samples
+    peak_file_mib: float  # the child's RssFile peak (mapped file pages: page cache)
+    samples: int
+    load_before: float  # 1-min load average when the child started and ended: how contended it was
+    load_after: float
+
+    @property
+    def cpu_s(self) -> float:
+        return self.user_s + self.sys_s
+
+
+class _ProcessTreeSampler(threading.Thread):
+    """Reads /proc every SAMPLE_SECONDS while the child runs and keeps the peaks (KiB)."""
+
+    def __init__(self, pid: int, interval: float = SAMPLE_SECONDS) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.interval = interval
+        self.stop = threading.Event()
+        self.peak_anon = 0
+        self.peak_anon_tree = 0
+        self.peak_file = 0
+        self.samples = 0
+
+    def _parent_map(self) -> dict[int, int]:
+        parents: dict[int, int] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    parents[int(entry.name)] = parse_parent_pid((entry / "stat").read_text())
+                except (OSError, ValueError, IndexError):
+                    continue  # exited between listing and reading
+        return parents
+
+    def sample(self) -> None:
+        tree_anon = 0
+        for pid in descendants(self.pid, self._parent_map()):
+            try:
+                status = parse_proc_status(Path(f"/proc/{pid}/status").read_text())
+            except OSError:
+                continue
+            anon = status.get("RssAnon", 0)
+            tree_anon += anon
+            if pid == self.pid:
+                self.peak_anon = max(self.peak_anon, anon)
+                self.peak_file = max(self.peak_file, status.get("RssFile", 0))
+        self.peak_anon_tree = max(self.peak_anon_tree, tree_anon)
+        self.samples += 1
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.sample()
+            self.stop.wait(self.interval)
+
+
+def run_child(command: Sequence[str], log: Path, what: str, env: dict[str, str] | None = None) -> ChildRun:
+    """Run `command` with output to `log`; wall time, exact rusage via wait4, sampled memory peaks."""
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    with log.open("w") as stream:
+        process = subprocess.Popen(list(command), stdout=stream, stderr=subprocess.STDOUT, env=env)
+        sampler = _ProcessTreeSampler(process.pid)
+        sampler.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            sampler.stop.set()
+            sampler.join()
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here; keep Popen consistent
+    wall = time.perf_counter() - started
+    if process.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
+        raise ScalingError(f"{what} failed (exit code {process.returncode}); log {log}:\n{tail}")
+    return ChildRun(
+        wall_s=wall,
+        user_s=usage.ru_utime,
+        sys_s=usage.ru_stime,
+        maxrss_mib=usage.ru_maxrss / KIB_PER_MIB,  # Linux: KiB
+        peak_anon_mib=sampler.peak_anon / KIB_PER_MIB,
+        peak_anon_tree_mib=sampler.peak_anon_tree / KIB_PER_MIB,
+        peak_file_mib=sampler.peak_file / KIB_PER_MIB,
+        samples=sampler.samples,
+        load_before=load_before,
+        load_after=os.getloadavg()[0],
+    )
+
+
+# ---- the training child ----------------------------------------------------------------------------
+
+
+def train_child(store: Path, out: Path, result_path: Path, epochs: int, threads: int) -> None:
+    """Runs INSIDE the child: `epochs` epochs of the signal-only baseline, each epoch timed by a callback."""
+    import resource
+
+    import lightning as L
+
+    from ecgkt.config import load_config
+    from ecgkt.train.stages import run_baseline
+
+    def cpu_now() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    @dataclass
+    class EpochClock(L.Callback):
+        """Marks the start of an epoch, the start and end of its validation, and its end.
+
+        Lightning 2 runs the validation loop before `on_train_epoch_end`, so train = start → validation
+        start, validation = validation start → end, epoch = start → train-epoch end (incl. checkpoints).
+        """
+
+        epochs: list[dict[str, float]] = field(default_factory=list)
+        marks: dict[str, tuple[float, float]] = field(default_factory=dict)
+        train_batches: int = 0
+
+        def _mark(self, name: str) -> None:
+            self.marks[name] = (time.perf_counter(), cpu_now())
+
+        def _span(self, start: str, end: str) -> tuple[float, float]:
+            (w0, c0), (w1, c1) = self.marks[start], self.marks[end]
+            return w1 - w0, c1 - c0
+
+        def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            self.marks.clear()
+            self._mark("start")
+
+        def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            if trainer.sanity_checking:
+                return
+            self._mark("val_start")
+
+        def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            if trainer.sanity_checking:
+                return
+            self._mark("val_end")
+
+        def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            self._mark("end")
+            self.train_batches = int(trainer.num_training_batches)
+            epoch_wall, epoch_cpu = self._span("start", "end")
+            entry = {"epoch": float(trainer.current_epoch), "wall_s": epoch_wall, "cpu_s": epoch_cpu}
+            if "val_start" in self.marks and "val_end" in self.marks:
+                entry["train_wall_s"], entry["train_cpu_s"] = self._span("start", "val_start")
+                entry["val_wall_s"], entry["val_cpu_s"] = self._span("val_start", "val_end")
+            self.epochs.append(entry)
+
+    process_started = time.perf_counter()
+    overrides = {
+        "seed": 0,
+        "trainer": {"cpu_threads": threads, "progress_bar": False},
+        "baseline": {"optim": {"max_epochs": epochs}},
+        "evaluation": {"bootstrap_resamples": 10, "paired_resamples": 10},  # scoring after fit is not timed
+    }
+    config = load_config("cpu", overrides=overrides)
+    clock = EpochClock()
+    stage = run_baseline("signal", config, store, out, extra_callbacks=[clock])
+    if len(clock.epochs) != epochs:
+        raise ScalingError(f"{out}: expected {epochs} timed epochs, got {len(clock.epochs)}")
+    n_records = stage.metrics["n_records"]
+    payload = {
+        "epochs": clock.epochs,
+        "n_train": int(n_records["train"]),
+        "n_val": int(n_records["val"]),
+        "train_batches": clock.train_batches,
+        "batch_size": config.data.batch_size,
+        "n_labels": len(json.loads((store / "manifest.json").read_text())["diagnosis_labels"]),
+        "child_seconds": time.perf_counter() - process_started,
+        "threads": threads,
+    }
+    write_atomically(result_path, json.dumps(payload, indent=2) + "\n")
+
+
+# ---- the three measured steps ----------------------------------------------------------------------
+
+
+def child_env(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[name] = str(threads)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def ecgkt_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ecgkt.cli", *args]
+
+
+def synth_step(patients: int, root: Path, logs: Path, workers: int) -> dict[str, Any]:
+    run = run_child(
+        ecgkt_command(
+            "synth", "--out", str(root), "--patients", str(patients), "--seed", "0", "--workers", str(workers)
+        ),
+        logs / f"synth-{patients}.log",
+        f"ecgkt synth --patients {patients}",
+    )
+    return {"patients": patients, "run": asdict(run), "cpu_s": run.cpu_s}
+
+
+def build_step(root: Path, store: Path, logs: Path, workers: int, label: str, repeats: int) -> dict[str, Any]:
+    """`repeats` builds of the same cohort (the last store is kept for training).
+
+    Times: the minimum over repeats (the least-disturbed run: contention only ever adds time);
+    memory: the maximum (the conservative figure; it hardly varies). Steps: minimum per step.
+    """
+    attempts: list[dict[str, Any]] = []
+    for attempt in range(repeats):
+        shutil.rmtree(store, ignore_errors=True)
+        run = run_child(
+            ecgkt_command(
+                "build",
+                "--synthetic",
+                str(root),
+                "--out",
+                str(store),
+                "--workers",
+                str(workers),
+                "--seed",
+                "0",
+                "--quiet",
+            ),
+            logs / f"build-{label}-{attempt}.log",
+            f"ecgkt build ({label}, repeat {attempt + 1})",
+        )
+        report_path = store / "build_report.json"
+        if not report_path.is_file():
+            raise ScalingError(f"{report_path}: the build finished without its report")
+        report = json.loads(report_path.read_text())
+        attempts.append({"run": asdict(run), "report": report})
+    counts = attempts[-1]["report"]["counts"]
+    records = int(counts["ECGs in the store"])
+    if records <= 0:
+        raise ScalingError(f"{store / 'build_report.json'}: the store has no records")
+    runs = [a["run"] for a in attempts]
+    steps: dict[str, float] = {}
+    for a in attempts:
+        for name, seconds in a["report"].get("timings_seconds", {}).items():
+            steps[name] = min(steps.get(name, float("inf")), float(seconds))
+    return {
+        "records": records,
+        "patients_in_store": int(counts["patients"]),
+        "diagnosis_labels": int(counts["diagnosis labels"]),
+        "signals_mib": (store / "signals.npy").stat().st_size / 2**20,
+        "wall_s": least_disturbed([r["wall_s"] for r in runs]),
+        "cpu_s": least_disturbed([r["user_s"] + r["sys_s"] for r in runs]),
+        "cpu_s_all": [r["user_s"] + r["sys_s"] for r in runs],
+        "wall_s_all": [r["wall_s"] for r in runs],
+        "maxrss_mib": max(r["maxrss_mib"] for r in runs),
+        "peak_anon_mib": max(r["peak_anon_mib"] for r in runs),
+        "peak_file_mib": max(r["peak_file_mib"] for r in runs),
+        "step_seconds": steps,
+        "attempts": [{"run": a["run"], "report_seconds": a["report"]["seconds"]} for a in attempts],
+    }
+
+
+def import_reference(logs: Path) -> dict[str, Any]:
+    """CPU time of a child that only imports what `ecgkt build` imports: the build's fixed start-up cost.
+
+    `simple_icd_10_cm` is imported lazily by the build (titles of the kept codes) and parses its
+    whole ICD-10-CM catalogue on import, so it is part of every build's fixed cost.
+    """
+    code = "import ecgkt.cli, ecgkt.build.commands, ecgkt.build.pipeline, simple_icd_10_cm"
+    runs = [run_child([sys.executable, "-c", code], logs / f"imports-{i}.log", "import reference") for i in range(2)]
+    return {"modules": code, "cpu_s": min(r.cpu_s for r in runs), "wall_s": min(r.wall_s for r in runs)}
+
+
+def train_step(store: Path, out: Path, logs: Path, epochs: int, threads: int, label: str) -> dict[str, Any]:
+    result_path = out.with_suffix(".result.json")
+    run = run_child(
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--train-child",
+            "--store",
+            str(store),
+            "--train-out",
+            str(out),
+            "--train-result",
+            str(result_path),
+            "--epochs",
+            str(epochs),
+            "--threads",
+            str(threads),
+        ],
+        logs / f"train-{label}.log",
+        f"training child ({label})",
+        env=child_env(threads),
+    )
+    if not result_path.is_file():
+        raise ScalingError(f"{result_path}: the training child wrote no result")
+    child = json.loads(result_path.read_text())
+    epochs_timed = child["epochs"]
+    steady = {
+        key: least_disturbed([e[key] for e in epochs_timed])
+        for key in ("wall_s", "cpu_s", "train_wall_s", "train_cpu_s", "val_wall_s", "val_cpu_s")
+        if all(key in e for e in epochs_timed)
+    }
+    samples = child["train_batches"] * child["batch_size"]  # drop_last: full batches only
+    return {
+        **child,
+        "train_samples_per_epoch": samples,
+        "steady": steady,
+        "run": asdict(run),
+        "cpu_s": run.cpu_s,
+    }
+
+
+# ---- machine ---------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+# ---- driver ----------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    base = args.base
+    sizes = [base * m for m in MULTIPLIERS]
+    result: dict[str, Any] = {
+        "command": "benchmarks/scaling.py " + " ".join(sys.argv[1:]),
+        "machine": {
+            "cpu": cpu_model(),
+            "logical_cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": version("torch"),
+            "lightning": version("lightning"),
+            "polars": version("polars"),
+            "load_average_start": load_average(),
+        },
+        "settings": {
+            "base_patients": base,
+            "multipliers": list(MULTIPLIERS),
+            "epochs": args.epochs,
+            "train_threads": args.threads,
+            "build_workers": args.build_workers,
+            "build_repeats": args.build_repeats,
+            "synth_workers": args.synth_workers,
+            "preset": "cpu",
+            "baseline": "signal",
+            "sample_seconds": SAMPLE_SECONDS,
+            "linear_tolerance": LINEAR_TOLERANCE,
+            "flat_tolerance": FLAT_TOLERANCE,
+            "project_records": PROJECT_RECORDS,
+        },
+        "sizes": [],
+    }
+    started = time.perf_counter()
+    parent = Path(args.workdir) if args.workdir else None
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="ecgkt-scaling-", dir=parent))
+    logs = workdir / "logs"
+    logs.mkdir()
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+    try:
+        with Progress(*columns, TimeElapsedColumn()) as progress:
+            task = progress.add_task("scaling", total=1 + len(sizes) * (2 + args.build_repeats))
+            progress.update(task, description="start-up reference: importing the build's modules")
+            result["import_reference"] = import_reference(logs)
+            progress.advance(task)
+            for multiplier, patients in zip(MULTIPLIERS, sizes, strict=True):
+                label = f"{multiplier}x"
+                root, store = workdir / f"synth-{label}", workdir / f"store-{label}"
+                progress.update(task, description=f"{label}: ecgkt synth --patients {patients}")
+                synth = synth_step(patients, root, logs, args.synth_workers)
+                progress.advance(task)
+                progress.update(task, description=f"{label}: ecgkt build × {args.build_repeats}")
+                build = build_step(root, store, logs, args.build_workers, label, args.build_repeats)
+                progress.advance(task, args.build_repeats)
+                progress.update(task, description=f"{label}: {args.epochs} training epochs")
+                train = train_step(store, workdir / f"train-{label}", logs, args.epochs, args.threads, label)
+                progress.advance(task)
+                entry = {"multiplier": multiplier, "patients": patients, "synth": synth, "build": build, "train": train}
+                result["sizes"].append(entry)
+                progress.console.print(summary_line(entry))
+                if not args.keep:
+                    shutil.rmtree(root, ignore_errors=True)  # the raw cohort is no longer needed: free the disk
+    finally:
+        if args.keep:
+            print(f"kept the data in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    result["machine"]["load_average_end"] = load_average()
+    result["wall_seconds"] = time.perf_counter() - started
+    result["analysis"] = analyse(result["sizes"])
+    return result
+
+
+def summary_line(entry: dict[str, Any]) -> str:
+    build, train = entry["build"], entry["train"]
+    return (
+        f"{entry['multiplier']}×: {entry['patients']} patients, {build['records']} records; "
+        f"build {build['wall_s']:.1f} s wall / {build['cpu_s']:.1f} s CPU, anon peak {build['peak_anon_mib']:.0f} MiB; "
+        f"epoch {train['steady']['wall_s']:.1f} s wall / {train['steady']['cpu_s']:.1f} s CPU, "
+        f"anon peak {train['run']['peak_anon_mib']:.0f} MiB"
+    )
+
+
+def analyse(sizes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Linearity of every cost and flatness of every memory peak, against records (or samples)."""
+    records = [float(s["build"]["records"]) for s in sizes]
+    samples = [float(s["train"]["train_samples_per_epoch"]) for s in sizes]
+
+    def column(get: Callable[[dict[str, Any]], float]) -> list[float]:
+        return [float(get(s)) for s in sizes]
+
+    analysis: dict[str, Any] = {
+        "synth_cpu": linearity(records, column(lambda s: s["synth"]["cpu_s"]), "record"),
+        "build_wall": linearity(records, column(lambda s: s["build"]["wall_s"]), "record"),
+        "build_cpu": linearity(records, column(lambda s: s["build"]["cpu_s"]), "record"),
+        "build_peak_anon": flatness(records, column(lambda s: s["build"]["peak_anon_mib"])),
+        "build_peak_rss": flatness(records, column(lambda s: s["build"]["maxrss_mib"]), project_to=None),
+        "train_epoch_wall": linearity(samples, column(lambda s: s["train"]["steady"]["wall_s"]), "sample"),
+        "train_epoch_cpu": linearity(samples, column(lambda s: s["train"]["steady"]["cpu_s"]), "sample"),
+        "train_peak_anon": flatness(records, column(lambda s: s["train"]["run"]["peak_anon_mib"])),
+        "train_peak_rss": flatness(records, column(lambda s: s["train"]["run"]["maxrss_mib"]), project_to=None),
+    }
+    if all("train_cpu_s" in s["train"]["steady"] for s in sizes):
+        analysis["train_part_cpu"] = linearity(samples, column(lambda s: s["train"]["steady"]["train_cpu_s"]), "sample")
+    analysis["build_steps"] = {
+        name: [
+            float(s["build"]["step_seconds"].get(name, float("nan"))) / r for s, r in zip(sizes, records, strict=True)
+        ]
+        for name in sizes[0]["build"]["step_seconds"]
+    }
+    return analysis
+
+
+# ---- report ----------------------------------------------------------------------------------------
+
+
+def _ratio(values: Sequence[float]) -> str:
+    return " / ".join(f"{v:.2f}" for v in values[1:])
+
+
+def _header(result: dict[str, Any]) -> list[str]:
+    machine, settings = result["machine"], result["settings"]
+    return [
+        "# Scaling: build time and training time per epoch at 1×, 2×, 4× the cohort",
+        "",
+        f"Produced by `{result['command'].strip()}` in one run of {result['wall_seconds'] / 60:.1f} min (method in",
+        "the script's docstring). Every step ran in a fresh child process: time and CPU from `os.wait4`, memory",
+        f"peaks sampled from `/proc/<pid>/status` every {settings['sample_seconds']} s.",
+        "",
+        f"- Machine: {machine['cpu']}, {machine['logical_cpus']} logical CPUs shared with other jobs; "
+        f"1-min load average {machine['load_average_start'][0]} at the start, "
+        f"{machine['load_average_end'][0]} at the end; Python {machine['python']}, torch {machine['torch']}, "
+        f"lightning {machine['lightning']}, polars {machine['polars']}.",
+        f"- Synth: `ecgkt synth --seed 0 --workers {settings['synth_workers']}`. Build: `ecgkt build --synthetic "
+        f"ROOT --workers {settings['build_workers']}`, {settings['build_repeats']} run(s) per size (times: the "
+        "minimum, memory: the maximum). Training: signal-only baseline (`run_baseline`, what `ecgkt "
+        f"train-baseline signal` runs), `{settings['preset']}` preset, {settings['epochs']} epochs, "
+        f"{settings['train_threads']} intra-op thread(s), 0 loader workers; the epoch figures are the minimum "
+        "over the epochs (the least-disturbed one).",
+        "- **CPU time is the robust figure** on this shared machine: wall time also contains the time the",
+        "  process waited for a core while other jobs ran (*CPU share* = CPU s ÷ wall s; 1.0 = never waited).",
+        "  CPU time is not immune either (a shared core runs with colder caches): the per-epoch and per-repeat",
+        "  values below show its spread, which bounds how precisely linearity can be judged here.",
+        "",
+    ]
+
+
+def _build_section(result: dict[str, Any], labels: list[str]) -> list[str]:
+    sizes, analysis = result["sizes"], result["analysis"]
+    later = " / ".join(labels[1:])
+    lines = [
+        "## Build",
+        "",
+        "| size | patients | records | synth CPU s | build wall s | build CPU s | CPU share | CPU ms / record | "
+        "peak RSS MiB | peak anon MiB | peak file-backed MiB | signals.npy MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, s in zip(labels, sizes, strict=True):
+        b = s["build"]
+        lines.append(
+            f"| {label} | {s['patients']:,} | {b['records']:,} | {s['synth']['cpu_s']:.1f} | {b['wall_s']:.1f} | "
+            f"{b['cpu_s']:.1f} | {b['cpu_s'] / b['wall_s']:.2f} | {1000 * b['cpu_s'] / b['records']:.2f} | "
+            f"{b['maxrss_mib']:.0f} | {b['peak_anon_mib']:.0f} | {b['peak_file_mib']:.0f} | {b['signals_mib']:.0f} |"
+        )
+    fit = analysis["build_cpu"]["fit"]
+    reference = result["import_reference"]
+    repeats = "; ".join(
+        f"{label}: " + ", ".join(f"{c:.1f}" for c in s["build"]["cpu_s_all"])
+        for label, s in zip(labels, sizes, strict=True)
+    )
+    lines += [
+        "",
+        f"Ratios ({later} vs 1×): per-record build CPU {_ratio(analysis['build_cpu']['per_unit_ratio'])}, "
+        f"per-record build wall {_ratio(analysis['build_wall']['per_unit_ratio'])}. Per-record costs fall with size",
+        f"because of a fixed start-up cost: the least-squares intercept is {fit['intercept']:.1f} CPU s, and a child "
+        f"that only imports the build's modules (`{reference['modules']}`) costs {reference['cpu_s']:.1f} CPU s. "
+        f"The marginal cost is {1000 * fit['slope']:.2f} CPU ms per record.",
+        f"Build CPU s of every run: {repeats}.",
+        "",
+    ]
+    return lines
+
+
+def _train_section(result: dict[str, Any], labels: list[str]) -> list[str]:
+    sizes, analysis = result["sizes"], result["analysis"]
+    later = " / ".join(labels[1:])
+    lines = [
+        "## Training (one epoch)",
+        "",
+        "| size | train samples / epoch | val records | labels | epoch wall s | epoch CPU s | CPU share | "
+        "train part CPU s | val part CPU s | CPU ms / sample | wall ms / sample | first epoch wall s | "
+        "peak RSS MiB | peak anon MiB | peak file-backed MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, s in zip(labels, sizes, strict=True):
+        t, run, steady = s["train"], s["train"]["run"], s["train"]["steady"]
+        n = t["train_samples_per_epoch"]
+        lines.append(
+            f"| {label} | {n:,} | {t['n_val']:,} | {t['n_labels']} | {steady['wall_s']:.1f} | {steady['cpu_s']:.1f} | "
+            f"{steady['cpu_s'] / steady['wall_s']:.2f} | {steady.get('train_cpu_s', float('nan')):.1f} | "
+            f"{steady.get('val_cpu_s', float('nan')):.1f} | {1000 * steady['cpu_s'] / n:.2f} | "
+            f"{1000 * steady['wall_s'] / n:.2f} | {t['epochs'][0]['wall_s']:.1f} | "
+            f"{run['maxrss_mib']:.0f} | {run['peak_anon_mib']:.0f} | {run['peak_file_mib']:.0f} |"
+        )
+    lines += [
+        "",
+        f"Ratios ({later} vs 1×): per-sample epoch CPU {_ratio(analysis['train_epoch_cpu']['per_unit_ratio'])}, "
+        f"per-sample epoch wall {_ratio(analysis['train_epoch_wall']['per_unit_ratio'])}.",
+        "Epoch CPU s of every epoch (wall s): "
+        + "; ".join(
+            f"{label}: " + ", ".join(f"{e['cpu_s']:.1f} ({e['wall_s']:.1f})" for e in s["train"]["epochs"])
+            for label, s in zip(labels, sizes, strict=True)
+        )
+        + ".",
+        "",
+    ]
+    return lines
+
+
+def _verdict_section(result: dict[str, Any]) -> list[str]:
+    analysis, settings = result["analysis"], result["settings"]
+    lines = [
+        "## Verdicts (computed from the numbers above)",
+        "",
+        "Time: the marginal cost per record (per training sample) between consecutive sizes, later vs first;",
+        f"'linear' when it moves ≤ {100 * settings['linear_tolerance']:.0f} %. Memory: 'flat' when the peak moves",
+        f"≤ {100 * settings['flat_tolerance']:.0f} % of its 1× value from 1× to 4×; the fitted per-record slope is",
+        f"extrapolated to {settings['project_records']:,} records (issue 7's cohort size).",
+        "",
+        "| cost | verdict | least-squares fit | marginal cost, 1×→2× → 2×→4× |",
+        "|---|---|---|---|",
+    ]
+    time_rows = [
+        ("build CPU time", "build_cpu", "record"),
+        ("build wall time", "build_wall", "record"),
+        ("epoch CPU time", "train_epoch_cpu", "sample"),
+        ("epoch wall time", "train_epoch_wall", "sample"),
+        ("epoch CPU time, training part only", "train_part_cpu", "sample"),
+        ("synth CPU time (context)", "synth_cpu", "record"),
+    ]
+    for title, key, unit in time_rows:
+        if key not in analysis:
+            continue
+        a, fit = analysis[key], analysis[key]["fit"]
+        marginal = " → ".join(f"{1000 * m:.2f}" for m in a["marginal"])
+        lines.append(
+            f"| {title} | {a['verdict']} | {1000 * fit['slope']:.2f} ms/{unit} + {fit['intercept']:.1f} s, "
+            f"R² {fit['r_squared']:.4f} | {marginal} ms/{unit} |"
+        )
+    lines += ["", "| memory peak | verdict |", "|---|---|"]
+    for title, key in (
+        ("build, anonymous", "build_peak_anon"),
+        ("build, RSS (incl. file pages)", "build_peak_rss"),
+        ("training, anonymous", "train_peak_anon"),
+        ("training, RSS (incl. file pages)", "train_peak_rss"),
+    ):
+        lines.append(f"| {title} | {analysis[key]['verdict']} |")
+    return [*lines, ""]
+
+
+def _steps_section(result: dict[str, Any], labels: list[str]) -> list[str]:
+    sizes, steps = result["sizes"], result["analysis"].get("build_steps", {})
+    if not steps:
+        return []
+    lines = [
+        "## Build steps (wall seconds from each store's build_report.json, minimum over runs)",
+        "",
+        "Wall clock only (the build times its steps with `perf_counter`), so contention-sensitive: indicative.",
+        "A super-linear step would show its ms per record rising steadily from 1× to 4×.",
+        "",
+        "| step | "
+        + " | ".join(f"{label} s" for label in labels)
+        + " | "
+        + " | ".join(f"{label} ms / record" for label in labels)
+        + " |",
+        "|---|" + "---:|" * (2 * len(labels)),
+    ]
+    for name, per_record in steps.items():
+        values = [s["build"]["step_seconds"].get(name, float("nan")) for s in sizes]
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{v:.2f}" for v in values)
+            + " | "
+            + " | ".join(f"{1000 * v:.2f}" for v in per_record)
+            + " |"
+        )
+    outside = [s["build"]["wall_s"] - sum(s["build"]["step_seconds"].values()) for s in sizes]
+    lines.append(
+        "| outside the timed steps (start-up imports, labels, folds, writing the store) | "
+        + " | ".join(f"{v:.2f}" for v in outside)
+        + " |"
+        + " – |" * len(labels)
+    )
+    return [*lines, ""]
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    labels = [f"{s['multiplier']}×" for s in result["sizes"]]
+    lines = [
+        *_header(result),
+        *_build_section(result, labels),
+        *_train_section(result, labels),
+        *_verdict_section(result),
+        *_steps_section(result, labels),
+        "Memory columns: *peak RSS* is `ru_maxrss`; *peak anon* the largest sampled `RssAnon` (the process's",
+        "own heap: what must stay flat); *peak file-backed* the largest `RssFile` (pages of mapped files —",
+        "`signals.npy`, shared libraries — page cache that follows the data touched, reclaimable by the kernel).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--base", type=int, default=600, help="patients at 1× (default 600; sizes are 1×, 2×, 4×)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: --base 60, results not written")
+    parser.add_argument("--epochs", type=int, default=3, help="training epochs per size (the minimum is reported)")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads of training (shared machine: 1)")
+    parser.add_argument("--build-workers", type=int, default=1, help="WFDB reader processes of the build (1 = exact)")
+    parser.add_argument("--build-repeats", type=int, default=3, help="builds per size (min time, max memory)")
+    parser.add_argument("--synth-workers", type=int, default=1, help="ECG rendering processes of ecgkt synth")
+    parser.add_argument("--workdir", type=Path, default=None, help="parent folder for the temporary data")
+    parser.add_argument("--keep", action="store_true", help="keep the synthetic cohorts, stores and logs")
+    parser.add_argument("--no-write", action="store_true", help="print only, leave the results files alone")
+    parser.add_argument("--train-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--train-out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--train-result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.train_child:
+        train_child(args.store, args.train_out, args.train_result, args.epochs, args.threads)
+        return
+    if min(args.base, args.epochs, args.threads, args.build_repeats, args.build_workers, args.synth_workers) < 1:
+        parser.error("--base, --epochs, --threads, --build-repeats and the worker counts must be ≥ 1")
+    if args.quick:
+        args.base = min(args.base, 60)
+        args.build_repeats = 1
+        args.no_write = True
+    try:
+        result = run(args)
+    except ScalingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    analysis = result["analysis"]
+    for key in ("build_cpu", "build_wall", "build_peak_anon", "train_epoch_cpu", "train_epoch_wall", "train_peak_anon"):
+        print(f"{key}: {analysis[key]['verdict']}")
+    if args.no_write:
+        print(render_markdown(result))
+        return
+    RESULTS.mkdir(exist_ok=True)
+    write_atomically(RESULTS / "scaling.json", json.dumps(result, indent=2) + "\n")
+    write_atomically(RESULTS / "scaling.md", render_markdown(result))
+    print(f"wrote {RESULTS / 'scaling.md'} and {RESULTS / 'scaling.json'}")
+
+
+if __name__ == "__main__":
+    main()
