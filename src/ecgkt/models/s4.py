@@ -141,13 +141,14 @@ class MaskDropout(nn.Dropout):
 
 
 class _FftConvolution(torch.autograd.Function):
-    """y = irfft(rfft(u, n) · K, n)[..., :L] + D·u, evaluated a few records at a time (n = kernel length ≥ 2L).
+    """y = irfft(rfft(u, n) · K, n)[..., :L] + D·u, evaluated a few records at a time (n = `fft_length(L)`).
 
     Why chunks: at batch 32 and d_model 512 each spectrum is ~34 MB; transforms and products over
     tensors that size stream from DRAM (and, above glibc's mmap threshold, page-fault fresh memory on
-    every call), while a chunk of `_records_per_chunk` records stays in L2 and reuses the same small
+    every call), while a chunk of `FFT_CHUNK_BYTES` of padded signal stays in L2 and reuses the same small
     buffers — 4–5× faster on CPU for the same arithmetic (docs/performance.md). The D skip is folded
-    into the write of each chunk's output, saving one more full pass.
+    into the write of each chunk's output, saving one more full pass. Channels-last inputs are
+    transposed record by record in cache (`_ChunkIO`).
 
     Autograd through `torch.fft.rfft` would differentiate with a full complex-to-complex transform per
     sequence; here the adjoints are written out (all signals real), chunk by chunk:
@@ -163,22 +164,13 @@ class _FftConvolution(torch.autograd.Function):
     def forward(
         ctx: Any, u: Tensor, kernel: Tensor, spectrum: Tensor | None, skip: Tensor | None, channels_last: bool
     ) -> Tensor:
-        u_by_channel = _time_last(u, channels_last)
-        length = u_by_channel.shape[-1]
-        n_fft = fft_length(length)
-        k_spectrum = spectrum if spectrum is not None else torch.fft.rfft(kernel, n=n_fft)
+        io = _ChunkIO(u, channels_last, n_slots=1)
+        k_spectrum = spectrum if spectrum is not None else torch.fft.rfft(kernel, n=io.n_fft)
         out = u.new_empty(u.shape)
-        out_by_channel = _time_last(out, channels_last)
-        chunk = _records_per_chunk(u_by_channel.shape[1], n_fft)
-        padded = _PaddedBuffer(u_by_channel, chunk, n_fft)
-        for start, stop in _chunks(u.shape[0], chunk):
-            u_chunk = u_by_channel[start:stop]
-            product = torch.fft.rfft(padded.load(u_chunk)).mul_(k_spectrum)
-            y = torch.fft.irfft(product, n=n_fft)[..., :length]
-            if skip is None:
-                out_by_channel[start:stop] = y
-            else:
-                torch.addcmul(y, u_chunk, skip[:, None], out=out_by_channel[start:stop])
+        for start, stop in io.chunks():
+            u_chunk = io.by_channel(u[start:stop])
+            y = torch.fft.irfft(torch.fft.rfft(io.padded(u_chunk)).mul_(k_spectrum), n=io.n_fft)[..., : io.length]
+            io.write(out, start, y, u_chunk, skip)
         ctx.save_for_backward(u, k_spectrum, skip)
         ctx.channels_last = channels_last
         return out
@@ -186,34 +178,26 @@ class _FftConvolution(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_y: Tensor) -> tuple[Tensor | None, Tensor | None, None, Tensor | None, None]:
         u, k_spectrum, skip = ctx.saved_tensors
-        channels_last: bool = ctx.channels_last
-        u_by_channel = _time_last(u, channels_last)
-        g_by_channel = _time_last(grad_y.contiguous(), channels_last)
-        length = u_by_channel.shape[-1]
-        n_fft = 2 * (k_spectrum.shape[-1] - 1)
+        grad_y = grad_y.contiguous()
+        io = _ChunkIO(u, ctx.channels_last, n_slots=2)
         need_u, need_k, _, need_skip, _ = ctx.needs_input_grad
         grad_u = u.new_empty(u.shape) if need_u else None
-        grad_u_by_channel = _time_last(grad_u, channels_last) if grad_u is not None else None
         cross = k_spectrum.new_zeros(k_spectrum.shape) if need_k else None
-        grad_skip = u.new_zeros(u_by_channel.shape[1]) if need_skip else None
+        grad_skip = u.new_zeros(io.n_channels) if need_skip else None
         conj_kernel = k_spectrum.conj_physical() if need_u else None
-        chunk = _records_per_chunk(u_by_channel.shape[1], n_fft)
-        padded = _PaddedBuffer(u_by_channel, chunk, n_fft)
-        for start, stop in _chunks(u.shape[0], chunk):
-            g_chunk = g_by_channel[start:stop]
-            g_spectrum = torch.fft.rfft(padded.load(g_chunk))
-            if cross is not None:
-                u_spectrum = torch.fft.rfft(padded.load(u_by_channel[start:stop])).conj_physical_()
+        for start, stop in io.chunks():
+            g_chunk = io.by_channel(grad_y[start:stop], slot=0)
+            u_chunk = io.by_channel(u[start:stop], slot=1) if cross is not None or grad_skip is not None else None
+            g_spectrum = torch.fft.rfft(io.padded(g_chunk))
+            if cross is not None and u_chunk is not None:
+                u_spectrum = torch.fft.rfft(io.padded(u_chunk)).conj_physical_()
                 cross.add_(u_spectrum.mul_(g_spectrum).sum(0))
-            if grad_u_by_channel is not None and conj_kernel is not None:
-                correlated = torch.fft.irfft(g_spectrum.mul_(conj_kernel), n=n_fft)[..., :length]
-                if skip is None:
-                    grad_u_by_channel[start:stop] = correlated
-                else:
-                    torch.addcmul(correlated, g_chunk, skip[:, None], out=grad_u_by_channel[start:stop])
-            if grad_skip is not None:
-                grad_skip.add_((g_chunk * u_by_channel[start:stop]).sum((0, 2)))
-        grad_k = torch.fft.irfft(cross, n=n_fft) if cross is not None else None
+            if grad_skip is not None and u_chunk is not None:
+                grad_skip.add_((g_chunk * u_chunk).sum((0, 2)))
+            if grad_u is not None and conj_kernel is not None:
+                correlated = torch.fft.irfft(g_spectrum.mul_(conj_kernel), n=io.n_fft)[..., : io.length]
+                io.write(grad_u, start, correlated, g_chunk, skip)
+        grad_k = torch.fft.irfft(cross, n=io.n_fft) if cross is not None else None
         return grad_u, grad_k, None, grad_skip, None
 
 
@@ -222,34 +206,57 @@ class _FftConvolution(torch.autograd.Function):
 FFT_CHUNK_BYTES = 2 << 20
 
 
-class _PaddedBuffer:
-    """One zero-padded (chunk, H, n_fft) buffer reused for every chunk's transform.
+class _ChunkIO:
+    """Moves batch chunks between the caller's layout and the (c, H, L) / zero-padded (c, H, n_fft)
+    layout the FFTs need, through buffers allocated once per call.
 
-    `rfft(x, n=n_fft)` would allocate, zero-fill and copy a new padded tensor per call; here the tail
-    is zeroed once and each chunk only copies its L samples in (transposing them when channels-last).
+    - `padded`: `rfft(x, n=n_fft)` would allocate, zero-fill and copy a new padded tensor per call;
+      here the tail is zeroed once and each chunk only copies its L samples in.
+    - channels-last: a (c, L, H) chunk is transposed record by record, each a contiguous 2-D
+      transpose, which torch runs blocked (~5× faster than one strided 3-D copy into or out of a
+      transposed view, measured); `n_slots` such buffers exist so grad_y and u can coexist.
     """
 
-    def __init__(self, like: Tensor, chunk: int, n_fft: int) -> None:
-        self.length = like.shape[-1]
-        self.buffer = like.new_zeros((min(chunk, like.shape[0]), like.shape[1], n_fft))
+    def __init__(self, like: Tensor, channels_last: bool, n_slots: int) -> None:
+        self.channels_last = channels_last
+        self.n_records = like.shape[0]
+        self.n_channels = like.shape[2] if channels_last else like.shape[1]
+        self.length = like.shape[1] if channels_last else like.shape[2]
+        self.n_fft = fft_length(self.length)
+        self.chunk = min(self.n_records, max(1, FFT_CHUNK_BYTES // (self.n_channels * self.n_fft * 4)))
+        self._padded = like.new_zeros((self.chunk, self.n_channels, self.n_fft))
+        shape = (self.chunk, self.n_channels, self.length)
+        self._slots = [like.new_empty(shape) for _ in range(n_slots)] if channels_last else []
 
-    def load(self, chunk: Tensor) -> Tensor:
-        view = self.buffer[: chunk.shape[0]]
-        view[..., : self.length].copy_(chunk)
+    def chunks(self) -> list[tuple[int, int]]:
+        return [(start, min(start + self.chunk, self.n_records)) for start in range(0, self.n_records, self.chunk)]
+
+    def by_channel(self, part: Tensor, slot: int = 0) -> Tensor:
+        """(c, H, L) values of a chunk: the chunk itself (channels-first) or its transposed copy."""
+        if not self.channels_last:
+            return part
+        target = self._slots[slot][: part.shape[0]]
+        for record in range(part.shape[0]):
+            target[record].copy_(part[record].t())
+        return target
+
+    def padded(self, by_channel: Tensor) -> Tensor:
+        view = self._padded[: by_channel.shape[0]]
+        view[..., : self.length].copy_(by_channel)
         return view
 
-
-def _time_last(tensor: Tensor, channels_last: bool) -> Tensor:
-    """(B, H, L) view of a (B, H, L) tensor, or of a channels-last (B, L, H) one (no copy)."""
-    return tensor.transpose(1, 2) if channels_last else tensor
-
-
-def _records_per_chunk(n_channels: int, n_fft: int) -> int:
-    return max(1, FFT_CHUNK_BYTES // (n_channels * n_fft * 4))
-
-
-def _chunks(n_records: int, size: int) -> list[tuple[int, int]]:
-    return [(start, min(start + size, n_records)) for start in range(0, n_records, size)]
+    def write(self, dest: Tensor, start: int, values: Tensor, chunk: Tensor, skip: Tensor | None) -> None:
+        """dest[start : start + c] = values + skip·chunk, in dest's layout ((c, H, L) operands)."""
+        stop = start + values.shape[0]
+        if not self.channels_last:
+            if skip is None:
+                dest[start:stop] = values
+            else:
+                torch.addcmul(values, chunk, skip[:, None], out=dest[start:stop])
+            return
+        result = values if skip is None else torch.addcmul(values, chunk, skip[:, None])
+        for record in range(values.shape[0]):
+            dest[start + record].copy_(result[record].t())
 
 
 def fft_length(length: int) -> int:
