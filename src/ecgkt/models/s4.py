@@ -206,6 +206,11 @@ class _FftConvolution(torch.autograd.Function):
 FFT_CHUNK_BYTES = 2 << 20
 
 
+def _uses_cache_tactics(device: torch.device) -> bool:
+    """Chunk the batch and transpose record by record (`_ChunkIO`) only where it pays: on CPU."""
+    return device.type == "cpu"
+
+
 class _ChunkIO:
     """Moves batch chunks between the caller's layout and the (c, H, L) / zero-padded (c, H, n_fft)
     layout the FFTs need, through buffers allocated once per call.
@@ -215,6 +220,8 @@ class _ChunkIO:
     - channels-last: a (c, L, H) chunk is transposed record by record, each a contiguous 2-D
       transpose, which torch runs blocked (~5× faster than one strided 3-D copy into or out of a
       transposed view, measured); `n_slots` such buffers exist so grad_y and u can coexist.
+    - Chunking and per-record copies are CPU cache tactics: on other devices the whole batch is one
+      chunk and transposes are single copies (a GPU wants few, large kernels).
     """
 
     def __init__(self, like: Tensor, channels_last: bool, n_slots: int) -> None:
@@ -223,7 +230,9 @@ class _ChunkIO:
         self.n_channels = like.shape[2] if channels_last else like.shape[1]
         self.length = like.shape[1] if channels_last else like.shape[2]
         self.n_fft = fft_length(self.length)
-        self.chunk = min(self.n_records, max(1, FFT_CHUNK_BYTES // (self.n_channels * self.n_fft * 4)))
+        self.on_cpu = _uses_cache_tactics(like.device)
+        per_chunk = max(1, FFT_CHUNK_BYTES // (self.n_channels * self.n_fft * 4)) if self.on_cpu else self.n_records
+        self.chunk = max(1, min(self.n_records, per_chunk))
         self._padded = like.new_zeros((self.chunk, self.n_channels, self.n_fft))
         shape = (self.chunk, self.n_channels, self.length)
         self._slots = [like.new_empty(shape) for _ in range(n_slots)] if channels_last else []
@@ -236,6 +245,8 @@ class _ChunkIO:
         if not self.channels_last:
             return part
         target = self._slots[slot][: part.shape[0]]
+        if not self.on_cpu:
+            return target.copy_(part.transpose(1, 2))
         for record in range(part.shape[0]):
             target[record].copy_(part[record].t())
         return target
@@ -255,6 +266,9 @@ class _ChunkIO:
                 torch.addcmul(values, chunk, skip[:, None], out=dest[start:stop])
             return
         result = values if skip is None else torch.addcmul(values, chunk, skip[:, None])
+        if not self.on_cpu:
+            dest[start:stop].copy_(result.transpose(1, 2))
+            return
         for record in range(values.shape[0]):
             dest[start + record].copy_(result[record].t())
 
