@@ -4,36 +4,46 @@ The claim to check is "linear, with flat memory". Everything is measured in ONE 
 fresh child process so its time and memory are its own:
 
 1. `ecgkt synth --patients K --seed 0` for K = N, 2N, 4N (context: how long the data takes to make).
-2. `ecgkt build --synthetic ROOT --out STORE`, three times per size (cheap; the minimum time is the
+2. `ecgkt build --synthetic ROOT --out STORE`, three runs per size (cheap; the minimum time is the
    least-disturbed run), with one WFDB reader (`--workers 1`), so the build is one process and its
    CPU time and peak RSS from `os.wait4` are exact (`benchmarks/build_wfdb_speed.py` covers the
-   worker scaling). A child that only imports the build's modules measures its fixed start-up cost.
+   worker scaling). A child that only imports the build's modules measures its fixed start-up cost,
+   and one more, profiled build per size reports the CPU time and anonymous-memory peak of each of
+   the build's steps (see `build_steps_child`), to locate a non-linear step or a per-record memory term.
 3. Three epochs (default) of the supervised signal-only baseline at the `cpu` preset, 1 intra-op
    thread, through `ecgkt.train.stages.run_baseline` — the function `ecgkt train-baseline signal`
    calls — in a child process that adds one Lightning callback timing each epoch's training and
    validation parts (wall clock and the process's CPU time). The figure per size is the minimum over
    its epochs: contention with other jobs only ever adds time (wall *and* CPU: a core shared with
    another process runs with colder caches), and so would one-off costs of the first epoch, so the
-   minimum is the least-disturbed epoch. Every epoch's figures are kept in the JSON.
+   minimum is the least-disturbed epoch. Two such children per size by default.
+
+Repeated runs go round-robin over the sizes (builds 1×, 2×, 4×, 1×, 2×, 4×, ...; then the training
+children likewise), so a drift of the machine's load during the study touches every size alike
+instead of biasing the last one. Every run's and every epoch's figures are kept in the JSON.
 
 Memory. `ru_maxrss` (from `os.wait4`) is the child's peak resident set, but signals live in a
 memory-mapped file, and RSS counts the file pages the process touched: reclaimable page cache that
 grows with the cohort by construction. So every child is also sampled every 0.2 s from
 `/proc/<pid>/status` — `RssAnon` (the process's own heap, what "flat memory" is about) and `RssFile`
 (mapped file pages) — and the peaks are kept; for a child with descendants the anonymous memory of
-the whole process tree is summed at each sample.
+the whole process tree is summed at each sample. Memory verdicts also extrapolate the fitted
+per-record slope to 800,000 records (issue 7's cohort size): at these small sizes a peak is mostly
+interpreter and libraries, so "flat relative to itself" can hide a per-record term.
 
 Linearity. Per-record (per-sample) costs and their ratios to 1× are reported as asked, but a build
-has a fixed start-up cost (imports, reading the ICD catalogue), which makes per-record costs fall with
+has a fixed start-up cost (imports, loading the ICD-10-CM catalogue), which makes per-record costs fall with
 size even when the work is perfectly linear. The verdict therefore uses the *marginal* cost per
 record between consecutive sizes — (t(2N) − t(N)) / (r(2N) − r(N)) against (t(4N) − t(2N)) /
 (r(4N) − r(2N)) — which is constant for any a + b·records and grows if there is a super-linear term;
 the least-squares line (slope, intercept, R²) is reported too. CPU-time figures are the robust ones on
 this shared 2-core machine (wall time includes time spent waiting for a core).
 
-    .venv/bin/python benchmarks/scaling.py [--base 600] [--quick] [--epochs 2] [--workdir DIR] [--keep]
+    .venv/bin/python benchmarks/scaling.py [--base 600] [--quick] [--epochs 3] [--workdir DIR] [--keep]
+    .venv/bin/python benchmarks/scaling.py --rerender   # new report code on the last run's numbers
 
-Writes benchmarks/results/scaling.md and scaling.json (atomically).
+Writes benchmarks/results/scaling.md and scaling.json (atomically); `--quick` (60 patients at 1×,
+one run each) prints the report instead. ~7 min at the default sizes on 2 cores.
 """
 
 from __future__ import annotations
@@ -64,7 +74,12 @@ SAMPLE_SECONDS = 0.2
 LINEAR_TOLERANCE = 0.15
 FLAT_TOLERANCE = 0.10
 PROJECT_RECORDS = 800_000  # issue 7: "users train on ≈800 k ECGs"
-MIN_STEP_SECONDS = 1.0  # build steps shorter than this at the largest size are too short to judge
+PROFILE_CSV_BATCH_ROWS = 10_000  # see build_steps_child
+MIN_STEP_SECONDS = 1.0
+# One process per `ecgkt synth` / `ecgkt build`: their worker pools start workers from a fork server,
+# which the command never reaps, so `os.wait4` would miss the workers' CPU time (checked: a pool
+# burning 2 CPU s reported 0.06 s). Worker scaling is measured by build_wfdb_speed.py / synth_speed.py.
+CHILD_WORKERS = 1  # build steps shorter than this at the largest size are too short to judge
 KIB_PER_MIB = 1024.0
 LOG_TAIL_LINES = 15
 
@@ -127,7 +142,7 @@ def linearity(
     elif drift > 0:
         verdict = f"NOT linear: the marginal cost per {unit} grows {100 * drift:.0f} %"
     else:
-        verdict = f"sub-linear: the marginal cost per {unit} falls {100 * -drift:.0f} % (fixed costs dominate)"
+        verdict = f"sub-linear: the marginal cost per {unit} falls {100 * -drift:.0f} % (fixed costs or noise)"
     return {
         "fit": asdict(fit),
         "per_unit": per_unit,
@@ -428,36 +443,22 @@ def synth_step(patients: int, root: Path, logs: Path, workers: int) -> dict[str,
     return {"patients": patients, "run": asdict(run), "cpu_s": run.cpu_s}
 
 
-def build_step(root: Path, store: Path, logs: Path, workers: int, label: str, repeats: int) -> dict[str, Any]:
-    """`repeats` builds of the same cohort (the last store is kept for training).
+def build_once(root: Path, store: Path, logs: Path, workers: int, label: str, attempt: int) -> dict[str, Any]:
+    """One `ecgkt build` of `root` into `store` (replaced); its measured run and its build report."""
+    shutil.rmtree(store, ignore_errors=True)
+    command = ecgkt_command(
+        "build", "--synthetic", str(root), "--out", str(store), "--workers", str(workers), "--seed", "0", "--quiet"
+    )
+    run = run_child(command, logs / f"build-{label}-{attempt}.log", f"ecgkt build ({label}, run {attempt + 1})")
+    report_path = store / "build_report.json"
+    if not report_path.is_file():
+        raise ScalingError(f"{report_path}: the build finished without its report")
+    return {"run": asdict(run), "report": json.loads(report_path.read_text())}
 
-    Times: the minimum over repeats (the least-disturbed run: contention only ever adds time);
-    memory: the maximum (the conservative figure; it hardly varies). Steps: minimum per step.
-    """
-    attempts: list[dict[str, Any]] = []
-    for attempt in range(repeats):
-        shutil.rmtree(store, ignore_errors=True)
-        run = run_child(
-            ecgkt_command(
-                "build",
-                "--synthetic",
-                str(root),
-                "--out",
-                str(store),
-                "--workers",
-                str(workers),
-                "--seed",
-                "0",
-                "--quiet",
-            ),
-            logs / f"build-{label}-{attempt}.log",
-            f"ecgkt build ({label}, repeat {attempt + 1})",
-        )
-        report_path = store / "build_report.json"
-        if not report_path.is_file():
-            raise ScalingError(f"{report_path}: the build finished without its report")
-        report = json.loads(report_path.read_text())
-        attempts.append({"run": asdict(run), "report": report})
+
+def summarise_builds(attempts: list[dict[str, Any]], store: Path) -> dict[str, Any]:
+    """Times: the minimum over runs (the least-disturbed run: contention only ever adds time); memory:
+    the maximum (the conservative figure; it hardly varies). Steps: the minimum per step."""
     counts = attempts[-1]["report"]["counts"]
     records = int(counts["ECGs in the store"])
     if records <= 0:
@@ -484,6 +485,95 @@ def build_step(root: Path, store: Path, logs: Path, workers: int, label: str, re
     }
 
 
+def build_steps_child(root: Path, store: Path, result_path: Path) -> None:
+    """Runs INSIDE a child: `build_store` with the CPU time and anonymous-memory peak of every step.
+
+    The build already names and times its steps (wall clock) through `BuildProgress.step`; a subclass
+    swapped in for this process adds the process's CPU time and the peak `RssAnon` (sampled every
+    20 ms) per step, so a super-linear step or a per-record memory term can be located. Behaviour is
+    unchanged (the subclass only observes) except for one control: CSVs are streamed in batches of
+    PROFILE_CSV_BATCH_ROWS rows. With the default 100,000 the synthetic tables fit in one or two
+    batches at these sizes, so the batch itself would grow with the cohort and pass for a per-record
+    cost; with small batches every size streams full batches and what grows is what is retained.
+    """
+    import contextlib
+    from collections.abc import Iterator
+
+    from ecgkt.build import pipeline
+    from ecgkt.build.config import BuildConfig
+    from ecgkt.build.progress import BuildProgress
+    from ecgkt.mimic.layout import MimicFolders
+
+    monitor = _SelfAnonMonitor()
+    monitor.start()
+    imports = {"cpu_s": time.process_time(), "anon_mib": monitor.current_mib()}
+    steps: dict[str, dict[str, float]] = {}
+
+    class ProfiledProgress(BuildProgress):
+        @contextlib.contextmanager
+        def step(self, description: str, total: float | None = None) -> Iterator[Callable[[float], None]]:
+            cpu_before, anon_before = time.process_time(), monitor.reset()
+            with super().step(description, total) as advance:
+                yield advance
+            steps[description] = {
+                "cpu_s": time.process_time() - cpu_before,
+                "anon_before_mib": anon_before,
+                "peak_anon_mib": monitor.peak_mib,
+                "anon_after_mib": monitor.current_mib(),
+            }
+
+    pipeline.BuildProgress = ProfiledProgress  # type: ignore[misc]
+    config = BuildConfig(workers=1, csv_batch_rows=PROFILE_CSV_BATCH_ROWS)
+    pipeline.build_store(MimicFolders.from_synthetic_root(root), store, config, overwrite=True)
+    monitor.stop.set()
+    payload = {
+        "csv_batch_rows": PROFILE_CSV_BATCH_ROWS,
+        "imports": imports,
+        "steps": steps,
+        "total_cpu_s": time.process_time(),
+        "overall_peak_anon_mib": monitor.overall_peak_mib,
+    }
+    write_atomically(result_path, json.dumps(payload, indent=2) + "\n")
+
+
+class _SelfAnonMonitor(threading.Thread):
+    """This process's RssAnon every 20 ms: the peak since the last `reset()` and overall (MiB)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+        self.peak_mib = 0.0
+        self.overall_peak_mib = 0.0
+
+    @staticmethod
+    def current_mib() -> float:
+        status = parse_proc_status(Path("/proc/self/status").read_text())
+        return status.get("RssAnon", 0) / KIB_PER_MIB
+
+    def reset(self) -> float:
+        self.peak_mib = self.current_mib()
+        return self.peak_mib
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            value = self.current_mib()
+            self.peak_mib = max(self.peak_mib, value)
+            self.overall_peak_mib = max(self.overall_peak_mib, value)
+            self.stop.wait(0.02)
+
+
+def profile_build_steps(root: Path, store: Path, logs: Path, label: str) -> dict[str, Any]:
+    """One extra build of `root` in a child that reports each step's CPU time and anonymous peak."""
+    result_path = store.with_suffix(".steps.json")
+    command = [sys.executable, str(Path(__file__).resolve()), "--build-steps-child", "--root", str(root)]
+    command += ["--store", str(store), "--steps-result", str(result_path)]
+    run = run_child(command, logs / f"build-steps-{label}.log", f"profiled build ({label})")
+    if not result_path.is_file():
+        raise ScalingError(f"{result_path}: the profiled build wrote no result")
+    shutil.rmtree(store, ignore_errors=True)
+    return {**json.loads(result_path.read_text()), "run": asdict(run)}
+
+
 def import_reference(logs: Path) -> dict[str, Any]:
     """CPU time of a child that only imports what `ecgkt build` imports: the build's fixed start-up cost.
 
@@ -495,44 +585,46 @@ def import_reference(logs: Path) -> dict[str, Any]:
     return {"modules": code, "cpu_s": min(r.cpu_s for r in runs), "wall_s": min(r.wall_s for r in runs)}
 
 
-def train_step(store: Path, out: Path, logs: Path, epochs: int, threads: int, label: str) -> dict[str, Any]:
+def train_once(
+    store: Path, out: Path, logs: Path, epochs: int, threads: int, label: str, round_: int
+) -> dict[str, Any]:
+    """One training child (`epochs` epochs) on `store`; its per-epoch timings and its measured run."""
     result_path = out.with_suffix(".result.json")
+    command = [sys.executable, str(Path(__file__).resolve()), "--train-child", "--store", str(store)]
+    command += ["--train-out", str(out), "--train-result", str(result_path)]
+    command += ["--epochs", str(epochs), "--threads", str(threads)]
     run = run_child(
-        [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--train-child",
-            "--store",
-            str(store),
-            "--train-out",
-            str(out),
-            "--train-result",
-            str(result_path),
-            "--epochs",
-            str(epochs),
-            "--threads",
-            str(threads),
-        ],
-        logs / f"train-{label}.log",
-        f"training child ({label})",
-        env=child_env(threads),
+        command,
+        logs / f"train-{label}-{round_}.log",
+        f"training child ({label}, round {round_ + 1})",
+        child_env(threads),
     )
     if not result_path.is_file():
         raise ScalingError(f"{result_path}: the training child wrote no result")
-    child = json.loads(result_path.read_text())
-    epochs_timed = child["epochs"]
+    return {**json.loads(result_path.read_text()), "run": asdict(run)}
+
+
+def summarise_training(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every timed epoch of every round; per-epoch figures: the minimum (the least-disturbed epoch)."""
+    epochs = [{**e, "round": float(r)} for r, child in enumerate(rounds) for e in child["epochs"]]
     steady = {
-        key: least_disturbed([e[key] for e in epochs_timed])
+        key: least_disturbed([e[key] for e in epochs])
         for key in ("wall_s", "cpu_s", "train_wall_s", "train_cpu_s", "val_wall_s", "val_cpu_s")
-        if all(key in e for e in epochs_timed)
+        if all(key in e for e in epochs)
     }
-    samples = child["train_batches"] * child["batch_size"]  # drop_last: full batches only
+    last, runs = rounds[-1], [child["run"] for child in rounds]
     return {
-        **child,
-        "train_samples_per_epoch": samples,
+        "n_train": last["n_train"],
+        "n_val": last["n_val"],
+        "n_labels": last["n_labels"],
+        "batch_size": last["batch_size"],
+        "train_samples_per_epoch": last["train_batches"] * last["batch_size"],  # drop_last: full batches
+        "epochs": epochs,
         "steady": steady,
-        "run": asdict(run),
-        "cpu_s": run.cpu_s,
+        "maxrss_mib": max(r["maxrss_mib"] for r in runs),
+        "peak_anon_mib": max(r["peak_anon_mib"] for r in runs),
+        "peak_file_mib": max(r["peak_file_mib"] for r in runs),
+        "rounds": [{"run": child["run"], "child_seconds": child["child_seconds"]} for child in rounds],
     }
 
 
@@ -577,9 +669,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "multipliers": list(MULTIPLIERS),
             "epochs": args.epochs,
             "train_threads": args.threads,
-            "build_workers": args.build_workers,
+            "build_workers": CHILD_WORKERS,
             "build_repeats": args.build_repeats,
-            "synth_workers": args.synth_workers,
+            "train_rounds": args.train_rounds,
+            "synth_workers": CHILD_WORKERS,
             "preset": "cpu",
             "baseline": "signal",
             "sample_seconds": SAMPLE_SECONDS,
@@ -597,29 +690,60 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     logs = workdir / "logs"
     logs.mkdir()
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+    labels = [f"{m}x" for m in MULTIPLIERS]
+    roots = {label: workdir / f"synth-{label}" for label in labels}
+    stores = {label: workdir / f"store-{label}" for label in labels}
+    # Repeats go round-robin over the sizes (1×, 2×, 4×, 1×, ...), so a slow drift of the machine's
+    # state (other jobs starting or ending) touches every size alike instead of biasing one of them.
     try:
         with Progress(*columns, TimeElapsedColumn()) as progress:
-            task = progress.add_task("scaling", total=1 + len(sizes) * (2 + args.build_repeats))
-            progress.update(task, description="start-up reference: importing the build's modules")
+            steps = 1 + len(sizes) * (2 + args.build_repeats + args.train_rounds)
+            task = progress.add_task("scaling", total=steps)
+
+            def step(description: str) -> None:
+                progress.update(task, description=description)
+
+            step("start-up reference: importing the build's modules")
             result["import_reference"] = import_reference(logs)
             progress.advance(task)
-            for multiplier, patients in zip(MULTIPLIERS, sizes, strict=True):
-                label = f"{multiplier}x"
-                root, store = workdir / f"synth-{label}", workdir / f"store-{label}"
-                progress.update(task, description=f"{label}: ecgkt synth --patients {patients}")
-                synth = synth_step(patients, root, logs, args.synth_workers)
+            synths: dict[str, dict[str, Any]] = {}
+            for label, patients in zip(labels, sizes, strict=True):
+                step(f"{label}: ecgkt synth --patients {patients}")
+                synths[label] = synth_step(patients, roots[label], logs, CHILD_WORKERS)
                 progress.advance(task)
-                progress.update(task, description=f"{label}: ecgkt build × {args.build_repeats}")
-                build = build_step(root, store, logs, args.build_workers, label, args.build_repeats)
-                progress.advance(task, args.build_repeats)
-                progress.update(task, description=f"{label}: {args.epochs} training epochs")
-                train = train_step(store, workdir / f"train-{label}", logs, args.epochs, args.threads, label)
+            attempts: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+            for attempt in range(args.build_repeats):
+                for label in labels:
+                    step(f"{label}: ecgkt build, run {attempt + 1}/{args.build_repeats}")
+                    attempts[label].append(build_once(roots[label], stores[label], logs, CHILD_WORKERS, label, attempt))
+                    progress.advance(task)
+            builds = {label: summarise_builds(attempts[label], stores[label]) for label in labels}
+            for label in labels:
+                step(f"{label}: profiled build (CPU and memory per step)")
+                builds[label]["steps"] = profile_build_steps(roots[label], workdir / f"profiled-{label}", logs, label)
                 progress.advance(task)
-                entry = {"multiplier": multiplier, "patients": patients, "synth": synth, "build": build, "train": train}
+            if not args.keep:
+                for root in roots.values():
+                    shutil.rmtree(root, ignore_errors=True)  # the raw cohorts are no longer needed
+            trained: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+            for round_ in range(args.train_rounds):
+                for label in labels:
+                    step(f"{label}: {args.epochs} training epochs, round {round_ + 1}/{args.train_rounds}")
+                    out = workdir / f"train-{label}-{round_}"
+                    trained[label].append(
+                        train_once(stores[label], out, logs, args.epochs, args.threads, label, round_)
+                    )
+                    progress.advance(task)
+            for multiplier, patients, label in zip(MULTIPLIERS, sizes, labels, strict=True):
+                entry = {
+                    "multiplier": multiplier,
+                    "patients": patients,
+                    "synth": synths[label],
+                    "build": builds[label],
+                    "train": summarise_training(trained[label]),
+                }
                 result["sizes"].append(entry)
                 progress.console.print(summary_line(entry))
-                if not args.keep:
-                    shutil.rmtree(root, ignore_errors=True)  # the raw cohort is no longer needed: free the disk
     finally:
         if args.keep:
             print(f"kept the data in {workdir}")
@@ -637,7 +761,7 @@ def summary_line(entry: dict[str, Any]) -> str:
         f"{entry['multiplier']}×: {entry['patients']} patients, {build['records']} records; "
         f"build {build['wall_s']:.1f} s wall / {build['cpu_s']:.1f} s CPU, anon peak {build['peak_anon_mib']:.0f} MiB; "
         f"epoch {train['steady']['wall_s']:.1f} s wall / {train['steady']['cpu_s']:.1f} s CPU, "
-        f"anon peak {train['run']['peak_anon_mib']:.0f} MiB"
+        f"anon peak {train['peak_anon_mib']:.0f} MiB"
     )
 
 
@@ -657,17 +781,25 @@ def analyse(sizes: list[dict[str, Any]]) -> dict[str, Any]:
         "build_peak_rss": flatness(records, column(lambda s: s["build"]["maxrss_mib"]), project_to=None),
         "train_epoch_wall": linearity(samples, column(lambda s: s["train"]["steady"]["wall_s"]), "sample"),
         "train_epoch_cpu": linearity(samples, column(lambda s: s["train"]["steady"]["cpu_s"]), "sample"),
-        "train_peak_anon": flatness(records, column(lambda s: s["train"]["run"]["peak_anon_mib"])),
-        "train_peak_rss": flatness(records, column(lambda s: s["train"]["run"]["maxrss_mib"]), project_to=None),
+        "train_peak_anon": flatness(records, column(lambda s: s["train"]["peak_anon_mib"])),
+        "train_peak_rss": flatness(records, column(lambda s: s["train"]["maxrss_mib"]), project_to=None),
     }
     if all("train_cpu_s" in s["train"]["steady"] for s in sizes):
         analysis["train_part_cpu"] = linearity(samples, column(lambda s: s["train"]["steady"]["train_cpu_s"]), "sample")
-    analysis["build_steps"] = {
-        name: [
-            float(s["build"]["step_seconds"].get(name, float("nan"))) / r for s, r in zip(sizes, records, strict=True)
-        ]
-        for name in sizes[0]["build"]["step_seconds"]
-    }
+    step_names = list(sizes[0]["build"]["steps"]["steps"])
+    analysis["build_steps"] = {}
+    for name in step_names:
+        cpu = [float(s["build"]["steps"]["steps"][name]["cpu_s"]) for s in sizes]
+        peaks = [float(s["build"]["steps"]["steps"][name]["peak_anon_mib"]) for s in sizes]
+        timing = (
+            linearity(records, cpu, "record")
+            if cpu[-1] >= MIN_STEP_SECONDS
+            else {"verdict": f"too short to judge (< {MIN_STEP_SECONDS:g} CPU s at the largest size)"}
+        )
+        analysis["build_steps"][name] = {"cpu": timing, "peak_anon": flatness(records, peaks)}
+    if analysis["build_steps"]:
+        steepest = max(analysis["build_steps"], key=lambda n: analysis["build_steps"][n]["peak_anon"]["kib_per_record"])
+        analysis["build_steepest_step"] = {"step": steepest, **analysis["build_steps"][steepest]["peak_anon"]}
     return analysis
 
 
@@ -695,8 +827,10 @@ def _header(result: dict[str, Any]) -> list[str]:
         f"ROOT --workers {settings['build_workers']}`, {settings['build_repeats']} run(s) per size (times: the "
         "minimum, memory: the maximum). Training: signal-only baseline (`run_baseline`, what `ecgkt "
         f"train-baseline signal` runs), `{settings['preset']}` preset, {settings['epochs']} epochs, "
-        f"{settings['train_threads']} intra-op thread(s), 0 loader workers; the epoch figures are the minimum "
-        "over the epochs (the least-disturbed one).",
+        f"{settings['train_threads']} intra-op thread(s), 0 loader workers, {settings['train_rounds']} training "
+        "child(ren) per size; the epoch figures are the minimum over all epochs (the least-disturbed one). Runs of "
+        "the build and of training go round-robin over the sizes, so a drift of the machine's load touches all "
+        "sizes alike.",
         "- **CPU time is the robust figure** on this shared machine: wall time also contains the time the",
         "  process waited for a core while other jobs ran (*CPU share* = CPU s ÷ wall s; 1.0 = never waited).",
         "  CPU time is not immune either (a shared core runs with colder caches): the per-epoch and per-repeat",
@@ -748,32 +882,33 @@ def _train_section(result: dict[str, Any], labels: list[str]) -> list[str]:
         "## Training (one epoch)",
         "",
         "| size | train samples / epoch | val records | labels | epoch wall s | epoch CPU s | CPU share | "
-        "train part CPU s | val part CPU s | CPU ms / sample | wall ms / sample | first epoch wall s | "
+        "train part CPU s | val part CPU s | CPU ms / sample | wall ms / sample | "
         "peak RSS MiB | peak anon MiB | peak file-backed MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, s in zip(labels, sizes, strict=True):
-        t, run, steady = s["train"], s["train"]["run"], s["train"]["steady"]
+        t, steady = s["train"], s["train"]["steady"]
         n = t["train_samples_per_epoch"]
         lines.append(
             f"| {label} | {n:,} | {t['n_val']:,} | {t['n_labels']} | {steady['wall_s']:.1f} | {steady['cpu_s']:.1f} | "
             f"{steady['cpu_s'] / steady['wall_s']:.2f} | {steady.get('train_cpu_s', float('nan')):.1f} | "
             f"{steady.get('val_cpu_s', float('nan')):.1f} | {1000 * steady['cpu_s'] / n:.2f} | "
-            f"{1000 * steady['wall_s'] / n:.2f} | {t['epochs'][0]['wall_s']:.1f} | "
-            f"{run['maxrss_mib']:.0f} | {run['peak_anon_mib']:.0f} | {run['peak_file_mib']:.0f} |"
+            f"{1000 * steady['wall_s'] / n:.2f} | "
+            f"{t['maxrss_mib']:.0f} | {t['peak_anon_mib']:.0f} | {t['peak_file_mib']:.0f} |"
         )
     lines += [
         "",
         f"Ratios ({later} vs 1×): per-sample epoch CPU {_ratio(analysis['train_epoch_cpu']['per_unit_ratio'])}, "
         f"per-sample epoch wall {_ratio(analysis['train_epoch_wall']['per_unit_ratio'])}.",
-        "Epoch CPU s of every epoch (wall s): "
-        + "; ".join(
-            f"{label}: " + ", ".join(f"{e['cpu_s']:.1f} ({e['wall_s']:.1f})" for e in s["train"]["epochs"])
-            for label, s in zip(labels, sizes, strict=True)
-        )
-        + ".",
+        "CPU s (wall s) of every epoch, rounds separated by `|`:",
         "",
     ]
+    for label, s in zip(labels, sizes, strict=True):
+        rounds: dict[float, list[str]] = {}
+        for e in s["train"]["epochs"]:
+            rounds.setdefault(e["round"], []).append(f"{e['cpu_s']:.1f} ({e['wall_s']:.1f})")
+        lines.append(f"- {label}: " + " | ".join(", ".join(epochs) for epochs in rounds.values()))
+    lines.append("")
     return lines
 
 
@@ -808,6 +943,11 @@ def _verdict_section(result: dict[str, Any]) -> list[str]:
             f"R² {fit['r_squared']:.4f} | {marginal} ms/{unit} |"
         )
     lines += ["", "| memory peak | verdict |", "|---|---|"]
+    if "build_steepest_step" in analysis:
+        steepest = analysis["build_steepest_step"]
+        lines.append(
+            f'| build, anonymous, step "{steepest["step"]}" (steepest per-record slope) | {steepest["verdict"]} |'
+        )
     for title, key in (
         ("build, anonymous", "build_peak_anon"),
         ("build, RSS (incl. file pages)", "build_peak_rss"),
@@ -822,36 +962,45 @@ def _steps_section(result: dict[str, Any], labels: list[str]) -> list[str]:
     sizes, steps = result["sizes"], result["analysis"].get("build_steps", {})
     if not steps:
         return []
+    project = result["settings"]["project_records"]
+    sep = " / ".join(labels)
     lines = [
-        "## Build steps (wall seconds from each store's build_report.json, minimum over runs)",
+        "## Build steps (one extra, profiled build per size)",
         "",
-        "Wall clock only (the build times its steps with `perf_counter`), so contention-sensitive: indicative.",
-        "A super-linear step would show its ms per record rising steadily from 1× to 4×.",
+        "CPU time and peak anonymous memory of each step of `build_store`, measured inside the build process",
+        "(a `BuildProgress` subclass that only observes; `RssAnon` sampled every 20 ms). *Start-up* is",
+        "everything before the first step: interpreter, imports. A step's peak includes what earlier steps",
+        "still hold; the rise shows what the step itself adds. Anonymous memory includes what the allocators",
+        "keep after a free (returned to the system with a delay), so a transient peak is memory the machine needs.",
         "",
-        "| step | "
-        + " | ".join(f"{label} s" for label in labels)
-        + " | "
-        + " | ".join(f"{label} ms / record" for label in labels)
-        + " |",
-        "|---|" + "---:|" * (2 * len(labels)),
+        f"| step | CPU s ({sep}) | CPU verdict | peak anon MiB (rise during the step) ({sep}) | "
+        "peak anon KiB / record (fit) | "
+        f"fitted peak at {project:,} records |",
+        "|---|---|---|---|---:|---:|",
     ]
-    for name, per_record in steps.items():
-        values = [s["build"]["step_seconds"].get(name, float("nan")) for s in sizes]
-        lines.append(
-            f"| {name} | "
-            + " | ".join(f"{v:.2f}" for v in values)
-            + " | "
-            + " | ".join(f"{1000 * v:.2f}" for v in per_record)
-            + " |"
-        )
-    outside = [s["build"]["wall_s"] - sum(s["build"]["step_seconds"].values()) for s in sizes]
+    imports = [s["build"]["steps"]["imports"] for s in sizes]
     lines.append(
-        "| outside the timed steps (start-up imports, labels, folds, writing the store) | "
-        + " | ".join(f"{v:.2f}" for v in outside)
-        + " |"
-        + " – |" * len(labels)
+        "| start-up | "
+        + " / ".join(f"{i['cpu_s']:.2f}" for i in imports)
+        + " | – | "
+        + " / ".join(f"{i['anon_mib']:.0f}" for i in imports)
+        + " | – | – |"
     )
-    return [*lines, ""]
+    for name, a in steps.items():
+        cpu = " / ".join(f"{s['build']['steps']['steps'][name]['cpu_s']:.2f}" for s in sizes)
+        peaks = " / ".join(
+            f"{m['peak_anon_mib']:.0f} ({m['peak_anon_mib'] - m['anon_before_mib']:+.0f})"
+            for m in (s["build"]["steps"]["steps"][name] for s in sizes)
+        )
+        memory = a["peak_anon"]
+        projected = memory["projected_mib"] / KIB_PER_MIB
+        lines.append(
+            f"| {name} | {cpu} | {a['cpu']['verdict']} | {peaks} | {memory['kib_per_record']:+.1f} | "
+            f"{projected:.1f} GiB |"
+        )
+    totals = " / ".join(f"{s['build']['steps']['total_cpu_s']:.2f}" for s in sizes)
+    lines += ["", f"Total CPU s of the profiled builds ({sep}): {totals}.", ""]
+    return lines
 
 
 def render_markdown(result: dict[str, Any]) -> str:
@@ -870,6 +1019,16 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def rerender() -> dict[str, Any]:
+    """The last run's measurements with the current analysis and report code (nothing is re-measured)."""
+    path = RESULTS / "scaling.json"
+    if not path.is_file():
+        raise ScalingError(f"{path}: no results to re-render; run the study first")
+    result: dict[str, Any] = json.loads(path.read_text())
+    result["analysis"] = analyse(result["sizes"])
+    return result
+
+
 def write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
@@ -882,28 +1041,38 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: --base 60, results not written")
     parser.add_argument("--epochs", type=int, default=3, help="training epochs per size (the minimum is reported)")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads of training (shared machine: 1)")
-    parser.add_argument("--build-workers", type=int, default=1, help="WFDB reader processes of the build (1 = exact)")
     parser.add_argument("--build-repeats", type=int, default=3, help="builds per size (min time, max memory)")
-    parser.add_argument("--synth-workers", type=int, default=1, help="ECG rendering processes of ecgkt synth")
+    parser.add_argument("--train-rounds", type=int, default=2, help="training children per size (round-robin)")
     parser.add_argument("--workdir", type=Path, default=None, help="parent folder for the temporary data")
     parser.add_argument("--keep", action="store_true", help="keep the synthetic cohorts, stores and logs")
     parser.add_argument("--no-write", action="store_true", help="print only, leave the results files alone")
+    parser.add_argument(
+        "--rerender", action="store_true", help="recompute the verdicts and the .md from results/scaling.json (no runs)"
+    )
     parser.add_argument("--train-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--train-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--train-result", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--build-steps-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--steps-result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.train_child:
         train_child(args.store, args.train_out, args.train_result, args.epochs, args.threads)
         return
-    if min(args.base, args.epochs, args.threads, args.build_repeats, args.build_workers, args.synth_workers) < 1:
-        parser.error("--base, --epochs, --threads, --build-repeats and the worker counts must be ≥ 1")
+    if args.build_steps_child:
+        build_steps_child(args.root, args.store, args.steps_result)
+        return
+    counts = (args.base, args.epochs, args.threads, args.build_repeats, args.train_rounds)
+    if min(counts) < 1:
+        parser.error("--base, --epochs, --threads, --build-repeats and --train-rounds must be ≥ 1")
     if args.quick:
         args.base = min(args.base, 60)
         args.build_repeats = 1
+        args.train_rounds = 1
         args.no_write = True
     try:
-        result = run(args)
+        result = rerender() if args.rerender else run(args)
     except ScalingError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
