@@ -34,6 +34,39 @@ def test_statistics_of_a_known_series_do_not_depend_on_row_order() -> None:
     assert row["Potassium__slope"] == pytest.approx(0.05)  # 3 units over 60 minutes, least squares
 
 
+@pytest.mark.parametrize("chunk_stays", [1, 3, 1000])
+def test_chunked_statistics_equal_the_one_shot_computation(chunk_stays: int) -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pl.DataFrame(
+        {
+            "stay_id": rng.integers(30_000_000, 30_000_040, n),  # unsorted, repeated stays
+            "name": rng.choice(["Potassium", "Sodium", "heartrate"], n).tolist(),
+            "t": rng.uniform(0, 90, n).round(0),
+            "value": rng.normal(5, 2, n),
+        }
+    )
+    frame = frame.filter(~((pl.col("name") == "Sodium") & (pl.col("stay_id") < 30_000_010)))  # absent in chunk 1
+    names = ("Potassium", "Sodium", "heartrate", "Glucose")  # Glucose: in no chunk at all
+    columns = [f"{name}__{stat}" for name in names for stat in feat.STATISTICS]
+    one_shot = feat.series_statistics(frame, "stay_id").sort("stay_id")
+    chunked = feat.chunked_series_statistics(frame, columns, chunk_stays)
+    assert chunked["stay_id"].to_list() == one_shot["stay_id"].to_list()
+    assert chunked.columns == ["stay_id", *columns]
+    for name in columns:
+        absent = pl.Series([None] * one_shot.height, dtype=pl.Float32)
+        expected = one_shot[name].cast(pl.Float32) if name in one_shot.columns else absent
+        np.testing.assert_array_equal(chunked[name].to_numpy(), expected.to_numpy())
+
+
+def test_chunked_statistics_of_nothing_is_an_empty_typed_frame() -> None:
+    empty = pl.DataFrame(schema={"stay_id": pl.Int64, "name": pl.String, "t": pl.Float64, "value": pl.Float64})
+    out = feat.chunked_series_statistics(empty, ["Potassium__mean"], 10)
+    assert out.height == 0 and out.schema == pl.Schema({"stay_id": pl.Int64, "Potassium__mean": pl.Float32})
+    with pytest.raises(ValueError, match="chunk_stays must be positive"):
+        feat.chunked_series_statistics(empty, ["Potassium__mean"], 0)
+
+
 def test_degenerate_series_give_nan_not_crash() -> None:
     frame = pl.concat(
         [

@@ -110,6 +110,39 @@ def series_statistics(long: pl.DataFrame, key: str) -> pl.DataFrame:
     return melted.pivot(on="column", index=key, values="x", aggregate_function=None)
 
 
+# Stays per `series_statistics` call. The statistics are per stay, and the long → wide pivot needs
+# several times the memory of its input: computed in one go it made the build's peak memory grow
+# ~20 KiB per record (benchmarks/results/scaling.md); in chunks the transient is bounded.
+STATISTICS_CHUNK_STAYS = 5_000
+
+
+def chunked_series_statistics(long: pl.DataFrame, columns: Sequence[str], chunk_stays: int) -> pl.DataFrame:
+    """`series_statistics` over `long` (keyed by stay_id) `chunk_stays` stays at a time.
+
+    Output: stay_id + exactly `columns` as Float32 (a statistic no stay of a chunk has is null), so
+    chunks stack whatever names each chunk happens to contain. The input is sorted by stay once and
+    sliced (zero-copy), so the cost stays linear in the number of rows.
+    """
+    if chunk_stays <= 0:
+        raise ValueError(f"chunk_stays must be positive, got {chunk_stays}")
+    schema = {"stay_id": long.schema.get("stay_id", pl.Int64), **dict.fromkeys(columns, pl.Float32)}
+    ordered = long.sort("stay_id")
+    stay_ids = ordered["stay_id"].unique(maintain_order=True)
+    parts = [pl.DataFrame(schema=schema)]
+    for first in range(0, stay_ids.len(), chunk_stays):
+        chunk_ids = stay_ids.slice(first, chunk_stays)
+        start = int(ordered["stay_id"].search_sorted(chunk_ids[0], side="left"))
+        stop = int(ordered["stay_id"].search_sorted(chunk_ids[-1], side="right"))
+        wide = series_statistics(ordered.slice(start, stop - start), "stay_id")
+        absent = [pl.lit(None, dtype=pl.Float32).alias(name) for name in columns if name not in wide.columns]
+        parts.append(
+            wide.with_columns(absent).select(
+                pl.col("stay_id").cast(schema["stay_id"]), *(pl.col(name).cast(pl.Float32) for name in columns)
+            )
+        )
+    return pl.concat(parts, how="vertical")
+
+
 def closest_biometrics(records: pl.DataFrame, omr: pl.DataFrame, window_days: int) -> pl.DataFrame:
     """Per record (`_cand`, subject_id, ecg_time): each biometric closest to the ECG date within ± days.
 
@@ -169,7 +202,8 @@ def assemble_features(
         .select("stay_id", "name", "t", pl.col("valuenum").alias("value"))
     )
 
-    series = series_statistics(pl.concat([vital_long, lab_long]), "stay_id")
+    series_names = [f.name for f in feature_catalogue() if "__" in f.name]
+    series = chunked_series_statistics(pl.concat([vital_long, lab_long]), series_names, STATISTICS_CHUNK_STAYS)
     race_codes = {
         race: float(RACE_CATEGORIES.index(group))
         for race in records["race"].drop_nulls().unique().to_list()
