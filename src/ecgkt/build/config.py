@@ -63,6 +63,9 @@ class BuildConfig(BaseModel):
     csv_batch_rows: int = Field(
         default=DEFAULT_BATCH_ROWS, ge=1000, description="Rows per streamed CSV batch (labevents, omr, ...)."
     )
+    statistics_chunk_stays: int = Field(
+        default=5_000, ge=1, description="Stays per chunk of the per-stay feature statistics (bounds the pivot memory)."
+    )
 
     def effective_min_label_count(self, n_records: int) -> int:
         """The absolute count a diagnosis label needs, given the number of records in the store."""

@@ -110,12 +110,6 @@ def series_statistics(long: pl.DataFrame, key: str) -> pl.DataFrame:
     return melted.pivot(on="column", index=key, values="x", aggregate_function=None)
 
 
-# Stays per `series_statistics` call. The statistics are per stay, and the long → wide pivot needs
-# several times the memory of its input: computed in one go it made the build's peak memory grow
-# ~20 KiB per record (benchmarks/results/scaling.md); in chunks the transient is bounded.
-STATISTICS_CHUNK_STAYS = 5_000
-
-
 def chunked_series_statistics(long: pl.DataFrame, columns: Sequence[str], chunk_stays: int) -> pl.DataFrame:
     """`series_statistics` over `long` (keyed by stay_id) `chunk_stays` stays at a time.
 
@@ -175,8 +169,13 @@ def assemble_features(
     labs: pl.DataFrame,
     biometrics: pl.DataFrame,
     window_minutes: float,
+    chunk_stays: int = 5_000,
 ) -> pl.DataFrame:
     """Raw float32 feature table in catalogue column order, one row per record (same order as `records`).
+
+    The per-stay statistics are computed `chunk_stays` stays at a time: the long → wide pivot needs
+    several times the memory of its input, and in one go it made the build's peak grow ~20 KiB per
+    record (benchmarks/results/scaling.md).
 
     records: _cand, subject_id, stay_id, ecg_time, intime, race, age, gender
     vitals: stay_id, charttime, name, value   (already cleaned; triage vitals included)
@@ -203,7 +202,7 @@ def assemble_features(
     )
 
     series_names = [f.name for f in feature_catalogue() if "__" in f.name]
-    series = chunked_series_statistics(pl.concat([vital_long, lab_long]), series_names, STATISTICS_CHUNK_STAYS)
+    series = chunked_series_statistics(pl.concat([vital_long, lab_long]), series_names, chunk_stays)
     race_codes = {
         race: float(RACE_CATEGORIES.index(group))
         for race in records["race"].drop_nulls().unique().to_list()

@@ -236,7 +236,13 @@ def _tables_stage(sources: SourcePaths, config: BuildConfig, ui: BuildProgress) 
 
     with ui.step("Features, lab values and diagnosis codes"):
         features = feat.assemble_features(
-            cohort, triage, all_vitals, extract.rows, biometrics, config.feature_window_minutes
+            cohort,
+            triage,
+            all_vitals,
+            extract.rows,
+            biometrics,
+            config.feature_window_minutes,
+            chunk_stays=config.statistics_chunk_stays,
         )
         closest = lab_labels.closest_values(cohort, extract.rows, config.lab_label_window_minutes)
         stay_labels = icd.load_stay_codes(
