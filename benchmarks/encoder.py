@@ -44,6 +44,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ecgkt.atomic_files import write_text_atomically
 from ecgkt.config import preset
 from ecgkt.models.config import EcgEncoderConfig, HeadConfig
 from ecgkt.models.encoders import EcgEncoder
@@ -499,12 +500,6 @@ def render_markdown(runs: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--label", default="after", help="name of this run in the results (before / after)")
@@ -530,8 +525,8 @@ def main() -> None:
     json_path = RESULTS / "encoder.json"
     runs: dict[str, dict[str, Any]] = json.loads(json_path.read_text()) if json_path.exists() else {}
     runs[args.label] = result
-    write_atomically(json_path, json.dumps(runs, indent=2) + "\n")
-    write_atomically(RESULTS / "encoder.md", render_markdown(runs))
+    write_text_atomically(json_path, json.dumps(runs, indent=2) + "\n")
+    write_text_atomically(RESULTS / "encoder.md", render_markdown(runs))
     print(f"wrote {json_path} and {RESULTS / 'encoder.md'}")
 
 

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from ecgkt.atomic_files import write_text_atomically
 from ecgkt.config import DataConfig
 from ecgkt.train.data import EpochCropSampler, StoreDataModule
 
@@ -203,12 +204,6 @@ def _reading(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=4096, help="records in the temporary store")
@@ -216,8 +211,8 @@ def main() -> None:
     args = parser.parse_args()
     result = run(args.records, args.repeats)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_atomically(RESULTS / "loader.json", json.dumps(result, indent=2) + "\n")
-    write_atomically(RESULTS / "loader.md", render_markdown(result))
+    write_text_atomically(RESULTS / "loader.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomically(RESULTS / "loader.md", render_markdown(result))
     print(f"wrote {RESULTS / 'loader.md'}")
 
 

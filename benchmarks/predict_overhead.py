@@ -54,6 +54,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ecgkt import __version__
+from ecgkt.atomic_files import write_text_atomically
 from ecgkt.bundle import Bundle, BundleManifest, EcgOnlyModel, load_bundle, save_bundle
 from ecgkt.config import preset
 from ecgkt.explain.association import fit_association, save_association
@@ -434,12 +435,6 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["cpu", "paper"], choices=["cpu", "paper"])
@@ -478,8 +473,8 @@ def main() -> None:
     if args.no_write:
         return
     RESULTS.mkdir(exist_ok=True)
-    write_atomically(RESULTS / "predict_overhead.json", json.dumps(result, indent=2) + "\n")
-    write_atomically(RESULTS / "predict_overhead.md", markdown)
+    write_text_atomically(RESULTS / "predict_overhead.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomically(RESULTS / "predict_overhead.md", markdown)
     print(f"wrote {RESULTS / 'predict_overhead.md'} and .json")
 
 

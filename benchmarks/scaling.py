@@ -65,6 +65,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from ecgkt.atomic_files import write_text_atomically
+
 RESULTS = Path(__file__).parent / "results"
 MULTIPLIERS = (1, 2, 4)
 SAMPLE_SECONDS = 0.2
@@ -417,7 +419,7 @@ def train_child(store: Path, out: Path, result_path: Path, epochs: int, threads:
         "child_seconds": time.perf_counter() - process_started,
         "threads": threads,
     }
-    write_atomically(result_path, json.dumps(payload, indent=2) + "\n")
+    write_text_atomically(result_path, json.dumps(payload, indent=2) + "\n")
 
 
 # ---- the three measured steps ----------------------------------------------------------------------
@@ -539,7 +541,7 @@ def build_steps_child(root: Path, store: Path, result_path: Path) -> None:
         "total_cpu_s": time.process_time(),
         "overall_peak_anon_mib": monitor.overall_peak_mib,
     }
-    write_atomically(result_path, json.dumps(payload, indent=2) + "\n")
+    write_text_atomically(result_path, json.dumps(payload, indent=2) + "\n")
 
 
 class _SelfAnonMonitor(threading.Thread):
@@ -1038,12 +1040,6 @@ def rerender() -> dict[str, Any]:
     return result
 
 
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--base", type=int, default=600, help="patients at 1× (default 600; sizes are 1×, 2×, 4×)")
@@ -1092,8 +1088,8 @@ def main() -> None:
         print(render_markdown(result))
         return
     RESULTS.mkdir(exist_ok=True)
-    write_atomically(RESULTS / "scaling.json", json.dumps(result, indent=2) + "\n")
-    write_atomically(RESULTS / "scaling.md", render_markdown(result))
+    write_text_atomically(RESULTS / "scaling.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomically(RESULTS / "scaling.md", render_markdown(result))
     print(f"wrote {RESULTS / 'scaling.md'} and {RESULTS / 'scaling.json'}")
 
 

@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from ecgkt.atomic_files import write_text_atomically
 from ecgkt.config import load_config
 from ecgkt.evaluate.metrics import bootstrap_macro_auroc_ci
 from ecgkt.train.ablation import run_ablation
 from ecgkt.train.benchmark import assemble_je_model, evaluate_je, render_markdown, run_benchmark
 from ecgkt.train.evaluation import (
-    atomic_write_text,
     load_predictions,
     paired_bootstrap_difference,
     write_json,
@@ -155,11 +155,11 @@ def main() -> None:
         extra = f"\nCohort: {args.note}\n" + extra
     argv = sys.argv[: sys.argv.index("--note")] + sys.argv[sys.argv.index("--note") + 2 :] if args.note else sys.argv
     extra = f"\nCommand: `python {shlex.join(argv)}`\n" + extra
-    atomic_write_text(RESULTS / "table1.md", render_markdown(table) + extra + "\n" + frequent)
+    write_text_atomically(RESULTS / "table1.md", render_markdown(table) + extra + "\n" + frequent)
     for name in ("roc_diagnoses.png", "roc_labs.png", "learning_curves.png"):
         shutil.copyfile(args.out / "plots" / name, RESULTS / f"table1_{name}")
 
-    atomic_write_text(
+    write_text_atomically(
         RESULTS / "labs_encoder_mode.md", labs_encoder_modes(args.preset, args.config, args.store, args.out)
     )
     if not args.skip_ablation:

@@ -22,10 +22,10 @@ from numpy.typing import NDArray
 from safetensors.torch import load_file
 from sklearn.linear_model import Ridge
 
+from ecgkt.atomic_files import write_text_atomically
 from ecgkt.config import RunConfig, load_config
 from ecgkt.models.encoders import EcgEncoder
 from ecgkt.store import Store
-from ecgkt.train.evaluation import atomic_write_text
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -104,7 +104,7 @@ def main() -> None:
             f"| {name} | {routine:.3f} | {routine - reference[1]:+.3f} | {lab:.3f} | {lab - reference[2]:+.3f} |"
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(RESULTS / "train_transfer_probe.md", "\n".join(lines) + "\n")
+    write_text_atomically(RESULTS / "train_transfer_probe.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

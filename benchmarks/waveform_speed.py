@@ -29,6 +29,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+from ecgkt.atomic_files import write_text_atomically  # noqa: E402
 from ecgkt.mimic.layout import ECG_ADC_GAIN, ECG_NUM_SAMPLES, ECG_SAMPLING_RATE_HZ, MIMIC_LEAD_ORDER  # noqa: E402
 from ecgkt.synth.ecg_params import EcgParameters, NoiseParameters  # noqa: E402
 from ecgkt.synth.waveform import render_ecg  # noqa: E402
@@ -147,8 +148,8 @@ def main() -> None:
         "load_average_at_end": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    _write_atomic(RESULTS / "waveform_speed.json", json.dumps(result, indent=2) + "\n")
-    _write_atomic(RESULTS / "waveform_speed.md", _markdown(result))
+    write_text_atomically(RESULTS / "waveform_speed.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomically(RESULTS / "waveform_speed.md", _markdown(result))
     print(_markdown(result))
 
 
@@ -184,12 +185,6 @@ worker core spends; wall time also includes waiting for other processes on a sha
 Conditions: {r["cpu"]}, Python {r["python"]}, NumPy {r["numpy"]}, BLAS/OpenMP threads = 1; the
 machine is shared, load average at the end {r["load_average_at_end"]} (1/5/15 min).
 """
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 if __name__ == "__main__":

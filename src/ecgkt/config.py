@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +28,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ecgkt.atomic_files import write_text_atomically
 from ecgkt.models.config import EcgEncoderConfig, HeadConfig, ProjectorConfig, TabularEncoderConfig
 
 PresetName = Literal["paper", "cpu", "smoke"]
@@ -361,10 +361,4 @@ def config_to_yaml(config: RunConfig) -> str:
 
 def write_config(config: RunConfig, path: str | os.PathLike[str]) -> Path:
     """Write the resolved config as YAML atomically (temp file + rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    with os.fdopen(handle, "w") as stream:
-        stream.write(config_to_yaml(config))
-    os.replace(tmp, target)
-    return target
+    return write_text_atomically(path, config_to_yaml(config))

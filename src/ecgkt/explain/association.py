@@ -16,8 +16,6 @@ Stored as `explanation_association.json` in the bundle folder (JSON, no pickle) 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ecgkt.atomic_files import write_text_atomically
 from ecgkt.explain.supporting_labs import ExplanationError, RecordOutputs, phi_association
 
 ASSOCIATION_FILE = "explanation_association.json"
@@ -87,16 +86,9 @@ class AssociationExplainer:
 
 def save_association(bundle_path: Path, association: LabAssociation) -> Path:
     """Write `explanation_association.json` into the bundle folder atomically."""
-    target = Path(bundle_path) / ASSOCIATION_FILE
-    handle, tmp = tempfile.mkstemp(prefix=f".{ASSOCIATION_FILE}.", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(association.model_dump_json() + "\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_text_atomically(
+        Path(bundle_path) / ASSOCIATION_FILE, association.model_dump_json() + "\n", create_parent=False
+    )
 
 
 def load_association(bundle_path: Path) -> LabAssociation | None:

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel
 
+from ecgkt.atomic_files import write_text_atomically
 from ecgkt.bundle import MANIFEST_FILE, Bundle, BundleManifest, load_bundle
 from ecgkt.evaluate.calibration import ThresholdRule, choose_thresholds, expected_calibration_error, fit_temperature
 from ecgkt.explain.association import fit_association, save_association
@@ -124,7 +123,7 @@ def calibrate_bundle(
         surrogate_median_cv_r2=median_r2,
         surrogate_mean_labs_used=mean_used,
     )
-    _atomic_write(bundle.path / REPORT_FILE, summary.model_dump_json(indent=2) + "\n")
+    write_text_atomically(bundle.path / REPORT_FILE, summary.model_dump_json(indent=2) + "\n", create_parent=False)
     return summary
 
 
@@ -179,19 +178,11 @@ def _threshold_map(labels: list[str], thresholds: NDArray[np.float64]) -> dict[s
 def write_manifest(bundle: Bundle, manifest: BundleManifest) -> Path:
     """Validate, then replace bundle.json atomically; the weights file is not touched."""
     BundleManifest.model_validate(manifest.model_dump())
-    return _atomic_write(bundle.path / MANIFEST_FILE, manifest.model_dump_json(indent=2) + "\n")
+    return write_text_atomically(
+        bundle.path / MANIFEST_FILE, manifest.model_dump_json(indent=2) + "\n", create_parent=False
+    )
 
 
-def _atomic_write(path: Path, text: str) -> Path:
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def read_calibration_report(bundle_path: Path) -> dict[str, Any] | None:

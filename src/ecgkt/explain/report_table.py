@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
+from ecgkt.atomic_files import write_text_atomically
 from ecgkt.explain.evaluation import ExplanationEvaluation
 
 METHOD_DESCRIPTIONS: dict[str, str] = {
@@ -90,13 +89,4 @@ def _finite(value: float) -> float:
 
 
 def write_json(path: Path, evaluation: ExplanationEvaluation) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(evaluation.model_dump_json(indent=2) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomically(path, evaluation.model_dump_json(indent=2) + "\n")

@@ -14,8 +14,6 @@ bundle never invalidates its surrogate. Stored as JSON inside the bundle folder 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ecgkt.atomic_files import write_text_atomically
 from ecgkt.explain.supporting_labs import ExplanationError
 
 SURROGATE_FILE = "explanation_surrogate.json"
@@ -181,12 +180,9 @@ def fit_surrogate(
 
 def save_surrogate(bundle_path: Path, surrogate: LabSurrogate) -> Path:
     """Write `explanation_surrogate.json` into the bundle folder atomically (temp file + rename)."""
-    target = Path(bundle_path) / SURROGATE_FILE
-    handle, tmp = tempfile.mkstemp(prefix=f".{SURROGATE_FILE}.", dir=target.parent)
-    with os.fdopen(handle, "w") as stream:
-        stream.write(surrogate.model_dump_json() + "\n")
-    os.replace(tmp, target)
-    return target
+    return write_text_atomically(
+        Path(bundle_path) / SURROGATE_FILE, surrogate.model_dump_json() + "\n", create_parent=False
+    )
 
 
 def load_surrogate(bundle_path: Path) -> LabSurrogate | None:

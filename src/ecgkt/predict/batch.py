@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ecgkt.atomic_files import write_text_atomically
 from ecgkt.predict.engine import PredictionResult, Predictor
 from ecgkt.signals.readers import EcgInputError
 
@@ -107,13 +106,5 @@ def write_output(
     """Format the results; when `out` is given, also write them there atomically."""
     text = results_to_json(results, single) if output_format == "json" else results_to_csv(results, predictor)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-        try:
-            with os.fdopen(handle, "w", newline="", encoding="utf-8") as stream:
-                stream.write(text)
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomically(out, text, newline="")
     return text

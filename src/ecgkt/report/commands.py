@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from ecgkt.atomic_files import write_text_atomically
 from ecgkt.predict.commands import reader_options
 
 
@@ -78,7 +79,7 @@ def report(
         write_report_pdf(out, content, ecg)
     else:
         html = render_report_html(result, ecg, predictor.manifest, explanation_method=shown_method)
-        _write_text(out, html)
+        write_text_atomically(out, html)
     positives = [d.code for d in result.diagnoses if d.positive]
     console.print(
         f"wrote {out} ({len(positives)} positive diagnoses{': ' + ', '.join(positives[:5]) if positives else ''})",
@@ -86,16 +87,3 @@ def report(
     )
 
 
-def _write_text(path: Path, text: str) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

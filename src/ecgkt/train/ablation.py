@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from ecgkt.atomic_files import write_text_atomically
 from ecgkt.config import RunConfig
 from ecgkt.train.benchmark import assemble_je_model, evaluate_je, is_global_zero
-from ecgkt.train.evaluation import atomic_write_text, load_predictions, paired_bootstrap_difference, write_json
+from ecgkt.train.evaluation import load_predictions, paired_bootstrap_difference, write_json
 from ecgkt.train.stages import run_baseline, run_finetune, run_labs, run_pretrain
 
 
@@ -173,5 +174,5 @@ def run_ablation(
         return rows
     add_paired_deltas(rows, config)
     write_json(out / "ablation.json", {"store": str(store_path), "preset": config.preset, "rows": rows})
-    atomic_write_text(out / "ablation.md", render_markdown(rows, config, store_path))
+    write_text_atomically(out / "ablation.md", render_markdown(rows, config, store_path))
     return rows

@@ -25,13 +25,13 @@ import torch
 from numpy.typing import NDArray
 from safetensors.torch import load_file
 
+from ecgkt.atomic_files import write_text_atomically
 from ecgkt.bundle import BundleManifest, BundlePreprocessing, EcgOnlyModel, save_bundle
 from ecgkt.config import RunConfig, config_to_yaml, write_config
 from ecgkt.store import Store
 from ecgkt.train.data import StoreDataModule, TargetName
 from ecgkt.train.evaluation import (
     Score,
-    atomic_write_text,
     load_predictions,
     paired_bootstrap_difference,
     save_predictions,
@@ -420,7 +420,7 @@ def run_benchmark(config: RunConfig, store: str | Path, out_dir: str | Path, *, 
         },
     )
     write_json(out / "table1.json", table.as_dict())
-    atomic_write_text(out / "table1.md", render_markdown(table))
+    write_text_atomically(out / "table1.md", render_markdown(table))
     return table
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ecgkt.atomic_files import write_text_atomically
 from ecgkt.evaluate.metrics import bootstrap_macro_auroc_ci, masked_auroc_per_label, masked_macro_auroc
 
 
@@ -126,17 +127,8 @@ def paired_bootstrap_difference(
     return PairedDifference(float(delta), float(low), float(high), n_resamples)
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w") as stream:
-        stream.write(text)
-    os.replace(tmp, path)
-    return path
-
-
 def write_json(path: Path, payload: Mapping[str, Any]) -> Path:
-    return atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
+    return write_text_atomically(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def write_per_label_csv(
