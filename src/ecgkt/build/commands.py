@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from ecgkt.cli_errors import cli_error
+
 
 def register(app: typer.Typer) -> None:
     app.command("build")(build)
@@ -66,18 +68,14 @@ def build(
 
     console = Console(stderr=True)
 
-    def fail(message: str) -> typer.Exit:
-        console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-        return typer.Exit(code=2)
-
     if synthetic is not None:
         if any(p is not None for p in (ecg, hosp, ed)):
-            raise fail("pass either --synthetic ROOT or --ecg/--hosp/--ed, not both")
+            raise cli_error("pass either --synthetic ROOT or --ecg/--hosp/--ed, not both")
         folders = MimicFolders.from_synthetic_root(synthetic)
     else:
         missing = [name for name, value in (("--ecg", ecg), ("--hosp", hosp), ("--ed", ed)) if value is None]
         if missing:
-            raise fail(f"missing {', '.join(missing)} (or pass --synthetic ROOT for a synthetic cohort)")
+            raise cli_error(f"missing {', '.join(missing)} (or pass --synthetic ROOT for a synthetic cohort)")
         assert ecg is not None and hosp is not None and ed is not None
         folders = MimicFolders(ecg, hosp, ed)
     try:
@@ -91,9 +89,9 @@ def build(
         )
         store = build_store(folders, out, config, overwrite=overwrite, progress=not quiet, console=console)
     except (BuildInputError, StoreError) as error:
-        raise fail(str(error)) from None
+        raise cli_error(str(error)) from None
     except ValidationError as error:
-        raise fail(f"invalid option: {error.errors()[0]['msg']}") from None
+        raise cli_error(f"invalid option: {error.errors()[0]['msg']}") from None
     _print_summary(store, console)
 
 

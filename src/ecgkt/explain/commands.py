@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from ecgkt.cli_errors import cli_error
+
 
 def register(app: typer.Typer) -> None:
     app.command("calibrate")(calibrate)
@@ -36,13 +38,6 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-def _fail(message: object) -> typer.Exit:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=2)
-
-
 def calibrate(
     bundle: Path = typer.Argument(
         ..., help="Model bundle folder (rewritten in place, atomically).", show_default=False
@@ -54,7 +49,7 @@ def calibrate(
 ) -> None:
     """Fit temperatures, per-label thresholds and the explanation surrogate on the validation fold."""
     if rule not in ("youden", "f1"):
-        raise _fail(f"--rule must be youden or f1, got {rule!r}")
+        raise cli_error(f"--rule must be youden or f1, got {rule!r}")
     import torch
     from rich.console import Console
     from rich.table import Table
@@ -67,7 +62,7 @@ def calibrate(
         threshold_rule: ThresholdRule = "youden" if rule == "youden" else "f1"
         summary = calibrate_bundle(bundle, store, rule=threshold_rule, seed=seed, surrogate=not no_surrogate)
     except _user_errors() as error:
-        raise _fail(error) from None
+        raise cli_error(error) from None
     table = Table(title=f"Calibration on {summary.n_validation} validation records ({summary.n_test} test)")
     for column in ("head", "temperature", "ECE val before→after", "ECE test before→after", "fitted thresholds"):
         table.add_column(column)
@@ -103,7 +98,7 @@ def explain_eval(
 ) -> None:
     """Score explanation methods against the synthetic ground truth (precision@k, MAP) and report fidelity."""
     if split not in ("test", "val"):
-        raise _fail(f"--split must be test or val, got {split!r}")
+        raise cli_error(f"--split must be test or val, got {split!r}")
     import torch
 
     from ecgkt.explain.evaluation import evaluate_explanations
@@ -120,7 +115,7 @@ def explain_eval(
             seed=seed,
         )
     except _user_errors() as error:
-        raise _fail(error) from None
+        raise cli_error(error) from None
     typer.echo(evaluation_markdown(evaluation))
     if out is not None:
         write_json(out, evaluation)

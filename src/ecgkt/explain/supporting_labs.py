@@ -27,7 +27,7 @@ the default is the one that measured best (docs/explanations.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 import numpy as np
 import torch
@@ -48,16 +48,7 @@ MethodName = Literal[
     "probability",
     "random",
 ]
-METHOD_NAMES: tuple[MethodName, ...] = (
-    "association",
-    "gradient",
-    "gradient_x_probability",
-    "surrogate",
-    "surrogate_centered",
-    "cooccurrence",
-    "probability",
-    "random",
-)
+METHOD_NAMES: tuple[MethodName, ...] = get_args(MethodName)
 BASELINE_METHODS: frozenset[str] = frozenset({"cooccurrence", "probability", "random"})
 DEFAULT_TOP_LABS = 5
 

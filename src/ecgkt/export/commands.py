@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from ecgkt.cli_errors import cli_error
+
 
 def export(
     bundle: Path = typer.Argument(
@@ -32,8 +34,7 @@ def export(
         with console.status("exporting to ONNX and checking parity…"):
             report = export_onnx(bundle, onnx, opset, parity_inputs=parity_input or None, tolerance=tolerance)
     except (BundleError, OnnxExportError, EcgInputError) as error:
-        console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=2) from None
+        raise cli_error(error) from None
     typer.echo(f"wrote {report.summary()}")
     typer.echo(f"max abs difference: {report.max_abs_diff:.3e}")
 

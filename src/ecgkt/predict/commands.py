@@ -10,18 +10,36 @@ line naming the file and exits with code 2; `--skip-errors` instead skips it, co
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+from ecgkt.cli_errors import cli_error
+
+if TYPE_CHECKING:
+    from ecgkt.explain.supporting_labs import MethodName
 
 FORMATS = ("json", "csv")
 
 
-def reader_options(units: str, missing_leads: str, sampling_rate: float | None, leads: str | None) -> dict[str, Any]:
-    """Validate the shared input-reading options of `predict` and `report` into `read_ecg` keywords.
+def prediction_options(
+    units: str, missing_leads: str, sampling_rate: float | None, leads: str | None, explanation: str | None
+) -> tuple[dict[str, Any], MethodName | None]:
+    """Validate the options `predict` and `report` share: `read_ecg` keywords and the explanation method.
 
-    Raises ValueError with the option name, so both commands report bad options the same way.
+    Raises ValueError naming the option, so both commands report bad options the same way.
     """
+    from ecgkt.predict.engine import prediction_method
+
+    reader_kwargs = reader_options(units, missing_leads, sampling_rate, leads)
+    try:
+        return reader_kwargs, prediction_method(explanation)
+    except ValueError as error:
+        raise ValueError(f"--explanation: {error}") from None
+
+
+def reader_options(units: str, missing_leads: str, sampling_rate: float | None, leads: str | None) -> dict[str, Any]:
+    """The input-reading options as `read_ecg` keywords; ValueError names the bad option."""
     if units.lower() not in ("auto", "mv", "uv", "µv"):
         raise ValueError(f"--units must be auto, mV or uV, got {units!r}")
     if missing_leads not in ("error", "zero"):
@@ -72,22 +90,12 @@ def predict(
 
     console = Console(stderr=True)
 
-    def fail(message: object) -> typer.Exit:
-        console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-        return typer.Exit(code=2)
-
     if output_format not in FORMATS:
-        raise fail(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
+        raise cli_error(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
     try:
-        reader_kwargs = reader_options(units, missing_leads, sampling_rate, leads)
+        reader_kwargs, method = prediction_options(units, missing_leads, sampling_rate, leads, explanation)
     except ValueError as error:
-        raise fail(error) from None
-    from ecgkt.predict.engine import prediction_method
-
-    try:
-        method = prediction_method(explanation)
-    except ValueError as error:
-        raise fail(f"--explanation: {error}") from None
+        raise cli_error(error) from None
 
     from ecgkt.bundle import BundleError
     from ecgkt.explain.supporting_labs import ExplanationError
@@ -101,14 +109,14 @@ def predict(
         paths = iter_inputs(inputs)
         predictor = Predictor(load_bundle(bundle), explanation=method, top_labs=top_labs)
     except (EcgInputError, BundleError, ExplanationError, FileNotFoundError) as error:
-        raise fail(error) from None
+        raise cli_error(error) from None
     single = len(inputs) == 1 and len(paths) == 1 and paths[0] == inputs[0]
     try:
         outcome: BatchOutcome = predict_many(predictor, paths, reader_kwargs, skip_errors=skip_errors, console=console)
     except EcgInputError as error:
-        raise fail(error) from None
+        raise cli_error(error) from None
     if not outcome.results:
-        raise fail(f"none of the {len(paths)} input(s) could be used")
+        raise cli_error(f"none of the {len(paths)} input(s) could be used")
     text = write_output(outcome.results, predictor, output_format, single=single, out=out)
     if out is None:
         typer.echo(text, nl=False)

@@ -11,7 +11,8 @@ from pathlib import Path
 import typer
 
 from ecgkt.atomic_files import write_text_atomically
-from ecgkt.predict.commands import reader_options
+from ecgkt.cli_errors import cli_error
+from ecgkt.predict.commands import prediction_options
 
 
 def register(app: typer.Typer) -> None:
@@ -41,24 +42,13 @@ def report(
 
     console = Console(stderr=True)
 
-    def fail(message: object) -> typer.Exit:
-        console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-        return typer.Exit(code=2)
-
     suffix = out.suffix.lower()
     if suffix not in (".html", ".htm", ".pdf"):
-        raise fail(f"{out}: --out must end in .html or .pdf")
+        raise cli_error(f"{out}: --out must end in .html or .pdf")
     try:
-        reader_kwargs = reader_options(units, missing_leads, sampling_rate, leads)
+        reader_kwargs, method = prediction_options(units, missing_leads, sampling_rate, leads, explanation)
     except ValueError as error:
-        raise fail(error) from None
-
-    from ecgkt.predict.engine import prediction_method
-
-    try:
-        method = prediction_method(explanation)
-    except ValueError as error:
-        raise fail(f"--explanation: {error}") from None
+        raise cli_error(error) from None
 
     from ecgkt.bundle import BundleError, load_bundle
     from ecgkt.explain.supporting_labs import ExplanationError
@@ -72,7 +62,7 @@ def report(
         ecg = read_ecg(input_path, **reader_kwargs)
         result = predictor.predict(ecg)
     except (EcgInputError, BundleError, ExplanationError, FileNotFoundError) as error:
-        raise fail(error) from None
+        raise cli_error(error) from None
     shown_method = predictor.explanation_method
     if suffix == ".pdf":
         content = report_content(result, ecg, predictor.manifest, explanation_method=shown_method)

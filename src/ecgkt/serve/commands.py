@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from ecgkt.cli_errors import cli_error
+
 
 def configure_logging(level: str) -> None:
     """One line per request on stderr (the service logs ids, sizes, kinds and latencies only)."""
@@ -48,16 +50,12 @@ def serve(
 
     console = Console(stderr=True)
 
-    def fail(message: object) -> typer.Exit:
-        console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-        return typer.Exit(code=2)
-
     if backend not in ("torch", "onnx"):
-        raise fail(f"--backend must be torch or onnx, got {backend!r}")
+        raise cli_error(f"--backend must be torch or onnx, got {backend!r}")
     if onnx is not None and backend != "onnx":
-        raise fail("--onnx is only used with --backend onnx")
+        raise cli_error("--onnx is only used with --backend onnx")
     if onnx is not None and not onnx.is_file():
-        raise fail(f"{onnx}: no such ONNX file")
+        raise cli_error(f"{onnx}: no such ONNX file")
     scratch: tempfile.TemporaryDirectory[str] | None = None
     try:
         read_manifest(bundle)
@@ -81,7 +79,7 @@ def serve(
             option = {"inference_timeout_s": "timeout", "inference_threads": "threads"}.get(
                 str(first["loc"][0]), str(first["loc"][0])
             )
-            raise fail(f"--{option.replace('_', '-')} ({first['loc'][0]}): {first['msg']}") from None
+            raise cli_error(f"--{option.replace('_', '-')} ({first['loc'][0]}): {first['msg']}") from None
         configure_logging(settings.log_level)
         if workers == 1:
             from ecgkt.serve.app import create_app
@@ -103,7 +101,7 @@ def serve(
                 log_level=settings.log_level,
             )
     except (BundleError, OnnxExportError, SettingsError, ValueError) as error:
-        raise fail(error) from None
+        raise cli_error(error) from None
     finally:
         if scratch is not None:
             scratch.cleanup()

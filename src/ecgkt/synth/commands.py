@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from ecgkt.cli_errors import cli_error
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -33,8 +35,7 @@ def register(app: typer.Typer) -> None:
         try:
             summary = generate_cohort(out, patients, seed, overwrite=overwrite, workers=workers)
         except SynthError as error:
-            Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
-            raise typer.Exit(code=2) from None
+            raise cli_error(error) from None
         print_summary(console, summary)
 
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from ecgkt.cli_errors import cli_error
+
 if TYPE_CHECKING:
     from ecgkt.config import RunConfig
 
@@ -38,13 +40,10 @@ def user_error_types(*extra: type[BaseException]) -> tuple[type[BaseException], 
 @contextmanager
 def clear_errors(*extra: type[BaseException]) -> Iterator[None]:
     """Turn the errors users can fix into one red line and exit code 2 (no traceback)."""
-    from rich.console import Console
-
     try:
         yield
     except user_error_types(*extra) as error:
-        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=2) from None
+        raise cli_error(error) from None
 
 
 def _config(preset: str | None, config: Path | None, seed: int | None) -> RunConfig:
