@@ -8,6 +8,10 @@ Planted so that learning is checkable on a few hundred records:
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +127,23 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def smoke_config() -> RunConfig:
     torch.set_num_threads(1)
     return load_config("smoke")
+
+
+@pytest.fixture()
+def run_baseline_cli() -> Callable[[Path, Path, str], subprocess.CompletedProcess[str]]:
+    """Runs `python -m ecgkt.cli train-baseline signal` on (store, out, config YAML text) in a fresh
+    process: DDP spawns ranks and precision plugins set process-wide state. The caller asserts on
+    the return code, stdout and what the run wrote under `out`."""
+    return _run_baseline_cli
+
+
+def _run_baseline_cli(store: Path, out: Path, config_yaml: str) -> subprocess.CompletedProcess[str]:
+    config = out.parent / f"{out.name}.yaml"
+    config.write_text(config_yaml)
+    command = [
+        sys.executable, "-m", "ecgkt.cli", "train-baseline", "signal",
+        "--store", str(store), "--out", str(out), "--config", str(config),
+    ]  # fmt: skip
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, check=False)
+

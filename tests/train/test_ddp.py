@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes(tiny_store: Path, tmp_path: Path) -> None:
-    config = tmp_path / "ddp.yaml"
-    config.write_text("preset: smoke\ntrainer:\n  accelerator: cpu\n  devices: 2\n  strategy: ddp\n  cpu_threads: 1\n")
+def test_ddp_on_two_cpu_processes(
+    tiny_store: Path, tmp_path: Path, run_baseline_cli: Callable[[Path, Path, str], subprocess.CompletedProcess[str]]
+) -> None:
     out = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "ecgkt.cli",
-        "train-baseline",
-        "signal",
-        "--store",
-        str(tiny_store),
-        "--out",
-        str(out),
-        "--config",
-        str(config),
-    ]
-    env = {**os.environ, "MPLBACKEND": "Agg"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, check=False)
+    config = "preset: smoke\ntrainer:\n  accelerator: cpu\n  devices: 2\n  strategy: ddp\n  cpu_threads: 1\n"
+    result = run_baseline_cli(tiny_store, out, config)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 2

@@ -8,9 +8,8 @@ trained with bf16-mixed is loaded by float32 inference code).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,13 @@ from safetensors import safe_open
 
 
 @pytest.mark.slow
-def test_bf16_mixed_training_on_cpu(tiny_store: Path, tmp_path: Path) -> None:
-    config = tmp_path / "bf16.yaml"
-    config.write_text("preset: smoke\ntrainer:\n  accelerator: cpu\n  precision: bf16-mixed\n  cpu_threads: 1\n")
+def test_bf16_mixed_training_on_cpu(
+    tiny_store: Path, tmp_path: Path, run_baseline_cli: Callable[[Path, Path, str], subprocess.CompletedProcess[str]]
+) -> None:
     out = tmp_path / "run"
-    command = [
-        sys.executable, "-m", "ecgkt.cli", "train-baseline", "signal",
-        "--store", str(tiny_store), "--out", str(out), "--config", str(config),
-    ]  # fmt: skip
-    env = {**os.environ, "MPLBACKEND": "Agg"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, check=False)
+    result = run_baseline_cli(
+        tiny_store, out, "preset: smoke\ntrainer:\n  accelerator: cpu\n  precision: bf16-mixed\n  cpu_threads: 1\n"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["macro_auroc"] is not None
