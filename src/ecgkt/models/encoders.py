@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ecgkt.models.channel_major import channel_major_applies, encode_channel_major
 from ecgkt.models.config import EcgEncoderConfig, TabularEncoderConfig
 from ecgkt.models.s4 import MaskDropout, S4Layer
 
@@ -63,6 +64,9 @@ class EcgEncoder(nn.Module):
         self.input_projection = nn.Conv1d(config.in_channels, config.d_model, kernel_size=1)
         self.layers = nn.ModuleList(ResidualS4Block(config) for _ in range(config.n_layers))
         self._n_frozen = 0
+        # Inference (no grad, eval, float32 CPU) runs in the transpose-free channel-major layout
+        # (models/channel_major.py); False forces the channels-last path (benchmarks, tests).
+        self.channel_major_inference = True
 
     @property
     def n_frozen(self) -> int:
@@ -112,6 +116,8 @@ class EcgEncoder(nn.Module):
         return self._encode(x)
 
     def _encode(self, x: Tensor) -> Tensor:
+        if self.channel_major_inference and channel_major_applies(self, x):
+            return encode_channel_major(self, x)
         # Channels-last from here on: the 1×1 input convolution as a matrix product on (B, L, leads).
         projection = self.input_projection
         h = F.linear(x.transpose(1, 2), projection.weight.squeeze(-1), projection.bias)

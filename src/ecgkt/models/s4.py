@@ -357,6 +357,7 @@ class S4Layer(nn.Module):
         self.glu = nn.GLU(dim=1)
         # (key, kernel over lags, its spectrum); see `_kernel_and_spectrum`. Not part of state_dict.
         self._kernel_cache: tuple[tuple[object, ...], Tensor, Tensor | None] | None = None
+        self._folded_cache: tuple[tuple[object, ...], Tensor] | None = None  # see `skip_folded_spectrum`
 
     def kernel_over_lags(self, length: int) -> Tensor:
         """(H, 2L) kernel for a linear (non-wrapping) FFT convolution of length 2L.
@@ -372,6 +373,7 @@ class S4Layer(nn.Module):
 
     def train(self, mode: bool = True) -> S4Layer:
         self._kernel_cache = None
+        self._folded_cache = None
         return super().train(mode)
 
     def _kernel_cache_key(self, length: int) -> tuple[object, ...] | None:
@@ -401,6 +403,26 @@ class S4Layer(nn.Module):
         if key is not None:
             self._kernel_cache = (key, kernel, spectrum)
         return kernel, spectrum
+
+    def skip_folded_spectrum(self, length: int) -> Tensor:
+        """Kernel spectrum with the D skip folded in, for inference: K ∗ u + D·u = (K + D·δ₀) ∗ u, and
+        the rfft of the lag-0 impulse δ₀ is all ones, so the spectrum is `rfft(K) + D`. One FFT
+        product then gives the whole SSM output and no separate skip pass over the activations is
+        needed. Cached like the kernel (the key adds D's storage and version); only valid when no
+        gradient is needed, which the caller guarantees.
+        """
+        kernel_key = self._kernel_cache_key(length)
+        key = None if kernel_key is None else (*kernel_key, self.D.data_ptr(), self.D._version)
+        cached = self._folded_cache
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1]
+        _, spectrum = self._kernel_and_spectrum(length)
+        if spectrum is None:
+            spectrum = kernel_spectrum(self.kernel_over_lags(length))
+        folded = spectrum + self.D[:, None]
+        if key is not None:
+            self._folded_cache = (key, folded)
+        return folded
 
     def ssm(self, u: Tensor, *, channels_last: bool = False) -> Tensor:
         """The state-space part only: y = K ∗ u + D·u, on (B, H, L) or, with `channels_last`, (B, L, H).
