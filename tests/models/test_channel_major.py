@@ -76,9 +76,12 @@ def test_channel_major_is_what_eval_inference_runs(monkeypatch: pytest.MonkeyPat
     assert len(calls) == 1
 
 
-def test_channel_major_chunks_are_independent_of_the_fft_chunk_size(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("batch", [4, 5])  # paired complex FFTs / one real FFT per record
+def test_channel_major_chunks_are_independent_of_the_fft_chunk_size(
+    monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
     encoder = _encoder()
-    x = torch.randn(5, 12, 40)
+    x = torch.randn(batch, 12, 40)
     with torch.no_grad():
         whole = encoder(x)
         monkeypatch.setattr(channel_major, "FFT_CHUNK_BYTES", 1)  # one channel per chunk
@@ -130,6 +133,10 @@ def test_skip_folded_spectrum_is_the_kernel_spectrum_plus_d_and_follows_d() -> N
         expected = kernel_spectrum(layer.kernel_over_lags(20)) + layer.D[:, None]
         torch.testing.assert_close(layer.skip_folded_spectrum(20), expected)
         assert layer.skip_folded_spectrum(20) is layer.skip_folded_spectrum(20)  # cached
+        two_sided = layer.skip_folded_spectrum(20, two_sided=True)  # all bins of the same real kernel
+        n_fft = 2 * (expected.shape[-1] - 1)
+        torch.testing.assert_close(two_sided, torch.fft.fft(torch.fft.irfft(expected, n=n_fft)), rtol=1e-5, atol=1e-5)
+        assert layer.skip_folded_spectrum(20) is layer.skip_folded_spectrum(20)  # both stay cached
         layer.D.mul_(2.0)  # in-place change: the version counter moves, the cache must follow
         expected = kernel_spectrum(layer.kernel_over_lags(20)) + layer.D[:, None]
         torch.testing.assert_close(layer.skip_folded_spectrum(20), expected)

@@ -357,7 +357,7 @@ class S4Layer(nn.Module):
         self.glu = nn.GLU(dim=1)
         # (key, kernel over lags, its spectrum); see `_kernel_and_spectrum`. Not part of state_dict.
         self._kernel_cache: tuple[tuple[object, ...], Tensor, Tensor | None] | None = None
-        self._folded_cache: tuple[tuple[object, ...], Tensor] | None = None  # see `skip_folded_spectrum`
+        self._folded_cache: dict[tuple[object, ...], Tensor] | None = None  # see `skip_folded_spectrum`
 
     def kernel_over_lags(self, length: int) -> Tensor:
         """(H, 2L) kernel for a linear (non-wrapping) FFT convolution of length 2L.
@@ -404,24 +404,29 @@ class S4Layer(nn.Module):
             self._kernel_cache = (key, kernel, spectrum)
         return kernel, spectrum
 
-    def skip_folded_spectrum(self, length: int) -> Tensor:
+    def skip_folded_spectrum(self, length: int, *, two_sided: bool = False) -> Tensor:
         """Kernel spectrum with the D skip folded in, for inference: K ∗ u + D·u = (K + D·δ₀) ∗ u, and
-        the rfft of the lag-0 impulse δ₀ is all ones, so the spectrum is `rfft(K) + D`. One FFT
+        the DFT of the lag-0 impulse δ₀ is all ones, so the spectrum is `rfft(K) + D`. One FFT
         product then gives the whole SSM output and no separate skip pass over the activations is
-        needed. Cached like the kernel (the key adds D's storage and version); only valid when no
-        gradient is needed, which the caller guarantees.
+        needed. `two_sided` returns all n_fft bins (the Hermitian extension), for complex FFTs of two
+        real signals at once. Cached like the kernel (the key adds D's storage and version); only
+        valid when no gradient is needed, which the caller guarantees.
         """
         kernel_key = self._kernel_cache_key(length)
-        key = None if kernel_key is None else (*kernel_key, self.D.data_ptr(), self.D._version)
+        key = None if kernel_key is None else (*kernel_key, self.D.data_ptr(), self.D._version, two_sided)
         cached = self._folded_cache
-        if key is not None and cached is not None and cached[0] == key:
-            return cached[1]
+        if key is not None and cached is not None and key in cached:
+            return cached[key]
         _, spectrum = self._kernel_and_spectrum(length)
         if spectrum is None:
             spectrum = kernel_spectrum(self.kernel_over_lags(length))
         folded = spectrum + self.D[:, None]
+        if two_sided:  # bins n/2+1 .. n−1 of a real signal's DFT are the conjugates of bins n/2−1 .. 1
+            folded = torch.cat([folded, folded[:, 1:-1].flip(-1).conj()], dim=-1)
         if key is not None:
-            self._folded_cache = (key, folded)
+            # at most the one-sided and the two-sided spectrum of the current parameters
+            current = {k: v for k, v in (cached or {}).items() if k[:-1] == key[:-1]}
+            self._folded_cache = {**current, key: folded}
         return folded
 
     def ssm(self, u: Tensor, *, channels_last: bool = False) -> Tensor:
