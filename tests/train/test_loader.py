@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ecgkt.config import RunConfig
+from ecgkt.store import Store
 from ecgkt.train.data import (
     SHARED_MEMORY_MIN_BYTES,
     BatchLoader,
@@ -184,3 +186,37 @@ def test_ddp_ranks_train_on_disjoint_records(tiny_store: Path, smoke_config: Run
     steps_per_rank = n_train // batch // 2
     assert len(ranks[0]) == len(ranks[1]) == steps_per_rank * batch
     assert not ranks[0] & ranks[1]
+
+
+def test_evaluation_batches_prefetch_exactly_their_records(
+    tiny_store: Path, smoke_config: RunConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """window_batch asks the kernel for the byte ranges of its own records (whole rows of signals.npy,
+    consecutive rows merged into one request) and nothing else: cold evaluation reads only them."""
+    dataset = EcgWindowDataset(
+        Store.open(tiny_store).path / "signals.npy", np.array([9, 5, 30, 6, 7, 12]), window=250, n_windows=4
+    )
+    calls: list[tuple[int, int, int]] = []
+    monkeypatch.setattr("os.posix_fadvise", lambda fd, offset, length, advice: calls.append((offset, length, advice)))
+    positions = np.array([4, 0, 1, 2, 3], dtype=np.int64)  # rows 7, 9, 5, 30, 6
+    batch = dataset.window_batch(positions)
+
+    signals = np.load(dataset.signals_path, mmap_mode="r")
+    rows = sorted(dataset.rows[positions].tolist())
+    expected_bytes = b"".join(np.ascontiguousarray(signals[row]).tobytes() for row in rows)
+    raw = dataset.signals_path.read_bytes()
+    assert {advice for _, _, advice in calls} == {os.POSIX_FADV_WILLNEED}
+    assert b"".join(raw[offset : offset + length] for offset, length, _ in sorted(calls)) == expected_bytes
+    assert len(calls) == 3  # rows 5-7 in one request, 9 and 30 on their own
+    assert batch["x"].shape == (len(positions), 4, 12, 250)
+
+
+def test_evaluation_batches_without_fadvise(
+    tiny_store: Path, smoke_config: RunConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Platforms without posix_fadvise (macOS) read the same batches, just without the hint."""
+    dataset = _module(tiny_store, smoke_config).dataset("val")
+    positions = np.arange(6, dtype=np.int64)
+    with_hint = dataset.window_batch(positions)["x"]
+    monkeypatch.delattr("os.posix_fadvise")
+    np.testing.assert_array_equal(dataset.window_batch(positions)["x"], with_hint)
