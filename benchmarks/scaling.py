@@ -80,6 +80,12 @@ PROFILE_CSV_BATCH_ROWS = 10_000  # see build_steps_child
 # The default (5,000 stays) is one chunk at these cohort sizes; 250 makes the profiled build show
 # whether the features step's memory stays bounded once the cohort spans many chunks.
 PROFILE_STATISTICS_CHUNK_STAYS = 250
+# Likewise for the labevents / vitals rows buffered before a spill to Parquet (default 500,000, more
+# than these cohorts keep): 10,000 makes every size spill several times.
+PROFILE_SPILL_ROWS = 10_000
+# And for the rows per row group of the store's feature / diagnosis tables (default 16,384, more than
+# these cohorts hold): 1,024 keeps the write buffer below the smallest cohort.
+PROFILE_TABLE_ROW_GROUP_ROWS = 1_024
 MIN_STEP_SECONDS = 1.0
 # One process per `ecgkt synth` / `ecgkt build`: their worker pools start workers from a fork server,
 # which the command never reaps, so `os.wait4` would miss the workers' CPU time (checked: a pool
@@ -529,13 +535,19 @@ def build_steps_child(root: Path, store: Path, result_path: Path) -> None:
 
     pipeline.BuildProgress = ProfiledProgress  # type: ignore[misc]
     config = BuildConfig(
-        workers=1, csv_batch_rows=PROFILE_CSV_BATCH_ROWS, statistics_chunk_stays=PROFILE_STATISTICS_CHUNK_STAYS
+        workers=1,
+        csv_batch_rows=PROFILE_CSV_BATCH_ROWS,
+        statistics_chunk_stays=PROFILE_STATISTICS_CHUNK_STAYS,
+        spill_rows=PROFILE_SPILL_ROWS,
+        table_row_group_rows=PROFILE_TABLE_ROW_GROUP_ROWS,
     )
     pipeline.build_store(MimicFolders.from_synthetic_root(root), store, config, overwrite=True)
     monitor.stop.set()
     payload = {
         "csv_batch_rows": PROFILE_CSV_BATCH_ROWS,
         "statistics_chunk_stays": PROFILE_STATISTICS_CHUNK_STAYS,
+        "spill_rows": PROFILE_SPILL_ROWS,
+        "table_row_group_rows": PROFILE_TABLE_ROW_GROUP_ROWS,
         "imports": imports,
         "steps": steps,
         "total_cpu_s": time.process_time(),
@@ -980,9 +992,11 @@ def _steps_section(result: dict[str, Any], labels: list[str]) -> list[str]:
         "everything before the first step: interpreter, imports. A step's peak includes what earlier steps",
         "still hold; the rise shows what the step itself adds. Anonymous memory includes what the allocators",
         "keep after a free (returned to the system with a delay), so a transient peak is memory the machine needs.",
-        f"This build streams CSVs in {PROFILE_CSV_BATCH_ROWS:,}-row batches and computes the per-stay statistics",
-        f"{PROFILE_STATISTICS_CHUNK_STAYS} stays at a time (`statistics_chunk_stays`; default 5,000), so both bounds",
-        "are exercised at these cohort sizes.",
+        f"This build streams CSVs in {PROFILE_CSV_BATCH_ROWS:,}-row batches, computes features and lab values in",
+        f"chunks of {PROFILE_STATISTICS_CHUNK_STAYS} stays (`statistics_chunk_stays`; default 5,000), spills the",
+        f"kept labevents and vitals rows to Parquet every {PROFILE_SPILL_ROWS:,} rows (`spill_rows`; default",
+        f"500,000), and writes the feature and diagnosis tables {PROFILE_TABLE_ROW_GROUP_ROWS:,} rows at a time",
+        "(`table_row_group_rows`; default 16,384), so every bound is exercised at these cohort sizes.",
         "",
         f"| step | CPU s ({sep}) | CPU verdict | peak anon MiB (rise during the step) ({sep}) | "
         "peak anon KiB / record (fit) | "

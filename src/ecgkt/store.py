@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -264,6 +264,26 @@ class StoreWriter:
     def write_table(self, name: str, frame: pl.DataFrame) -> None:
         tmp = self.staging / f".{name}.tmp"
         frame.write_parquet(tmp)
+        os.replace(tmp, self.staging / name)
+
+    def write_table_batches(self, name: str, batches: Iterable[pl.DataFrame]) -> None:
+        """Like `write_table` for a table too large to hold at once: each batch (all with one schema)
+        becomes a Parquet row group, written as it comes, so memory is one batch, not the table."""
+        import pyarrow.parquet as pq
+
+        tmp = self.staging / f".{name}.tmp"
+        parquet: pq.ParquetWriter | None = None
+        try:
+            for batch in batches:
+                table = batch.to_arrow()
+                if parquet is None:
+                    parquet = pq.ParquetWriter(tmp, table.schema)
+                parquet.write_table(table)
+        finally:
+            if parquet is not None:
+                parquet.close()
+        if parquet is None:
+            raise ValueError(f"{self.staging / name}: no batches to write (a table needs at least its schema)")
         os.replace(tmp, self.staging / name)
 
     def write_json(self, name: str, payload: object) -> None:

@@ -64,7 +64,22 @@ class BuildConfig(BaseModel):
         default=DEFAULT_BATCH_ROWS, ge=1000, description="Rows per streamed CSV batch (labevents, omr, ...)."
     )
     statistics_chunk_stays: int = Field(
-        default=5_000, ge=1, description="Stays per chunk of the per-stay feature statistics (bounds the pivot memory)."
+        default=5_000,
+        ge=1,
+        description="Stays per chunk of consecutive candidates: features, lab values and their cached rows are "
+        "computed and stored one chunk at a time (bounds the memory of the pivot and of the tables stage).",
+    )
+    table_row_group_rows: int = Field(
+        default=16_384,
+        ge=1,
+        description="Rows per Parquet row group of the store's feature and diagnosis tables, i.e. rows buffered "
+        "when they are written (the writer also keeps ~1 KiB of metadata per column chunk until it closes).",
+    )
+    spill_rows: int = Field(
+        default=500_000,
+        ge=1,
+        description="Labevents / vitals rows buffered in memory before they are spilled to per-chunk Parquet "
+        "parts in the staging cache (bounds the streaming pass's memory).",
     )
 
     def effective_min_label_count(self, n_records: int) -> int:

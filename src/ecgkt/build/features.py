@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -230,34 +231,53 @@ def assemble_features(
     return frame.with_columns(missing).select([pl.col(n).fill_nan(None).cast(pl.Float32).alias(n) for n in names])
 
 
+def feature_spec(d: FeatureDef, train_values: pl.Series, n_train: int) -> FeatureSpec:
+    """FeatureSpec of one column from its training-row values (null/NaN = not observed)."""
+    values = train_values.cast(pl.Float64).drop_nulls().drop_nans().to_numpy()
+    observed = len(values) / max(1, n_train)
+    if d.kind == "categorical":
+        return FeatureSpec(
+            name=d.name,
+            group=d.group,
+            kind="categorical",
+            categories=list(d.categories or ()),
+            observed_fraction=observed,
+        )
+    finite = values[np.isfinite(values)]
+    return FeatureSpec(
+        name=d.name,
+        group=d.group,
+        median=float(np.median(finite)) if finite.size else None,
+        mean=float(np.mean(finite)) if finite.size else None,
+        std=float(np.std(finite)) if finite.size else None,
+        observed_fraction=observed,
+    )
+
+
 def feature_specs(frame: pl.DataFrame, train_mask: NDArray[np.bool_], defs: Sequence[FeatureDef]) -> list[FeatureSpec]:
     """FeatureSpec per column with median/mean/std/observed fraction from the training rows only."""
-    specs = []
     train = frame.filter(pl.Series(train_mask))
-    n_train = max(1, train.height)
+    return [feature_spec(d, train[d.name], train.height) for d in defs]
+
+
+def feature_specs_from_parquet(
+    path: Path, train_mask: NDArray[np.bool_], defs: Sequence[FeatureDef]
+) -> tuple[list[FeatureSpec], list[float]]:
+    """`feature_specs` of a feature table on disk, read ONE column at a time; also each column's
+    observed fraction over all rows (for the cohort report).
+
+    The whole table (466 float32 columns) would be ~1.9 KiB per record in memory; one column of all
+    records is 4 bytes per record, so this keeps the build's memory flat in the cohort size.
+    """
+    import pyarrow.parquet as pq
+
+    mask = pl.Series(train_mask)
+    n_train = int(np.count_nonzero(train_mask))
+    specs: list[FeatureSpec] = []
+    observed_all: list[float] = []
+    table = pq.ParquetFile(path)  # metadata parsed once, columns read one by one
     for d in defs:
-        values = train[d.name].cast(pl.Float64).drop_nulls().drop_nans().to_numpy()
-        observed = len(values) / n_train
-        if d.kind == "categorical":
-            specs.append(
-                FeatureSpec(
-                    name=d.name,
-                    group=d.group,
-                    kind="categorical",
-                    categories=list(d.categories or ()),
-                    observed_fraction=observed,
-                )
-            )
-            continue
-        finite = values[np.isfinite(values)]
-        specs.append(
-            FeatureSpec(
-                name=d.name,
-                group=d.group,
-                median=float(np.median(finite)) if finite.size else None,
-                mean=float(np.mean(finite)) if finite.size else None,
-                std=float(np.std(finite)) if finite.size else None,
-                observed_fraction=observed,
-            )
-        )
-    return specs
+        column = pl.Series(d.name, table.read(columns=[d.name]).column(0))
+        specs.append(feature_spec(d, column.filter(mask), n_train))
+        observed_all.append(float(np.isfinite(column.cast(pl.Float64).fill_null(np.nan).to_numpy()).mean()))
+    return specs, observed_all

@@ -166,12 +166,22 @@ def label_matrix(record_stays: pl.Series, stay_labels: pl.DataFrame) -> tuple[li
     return labels, matrix
 
 
-def select_frequent(labels: list[str], matrix: sp.csr_matrix, min_count: int) -> tuple[list[str], NDArray[np.float32]]:
-    """Labels with at least `min_count` positive records (order: by code), as a dense float32 matrix."""
+def frequent_columns(labels: list[str], matrix: sp.csr_matrix, min_count: int) -> tuple[list[str], sp.csr_matrix]:
+    """Labels with at least `min_count` positive records (order: by code), still sparse float32.
+
+    The build keeps the kept labels sparse (≈ positives per record, not labels per record) and
+    densifies rows only in slices when it writes the table, so this matrix never costs
+    records × labels × 4 bytes.
+    """
     counts = np.asarray(matrix.sum(axis=0)).ravel()
     keep = np.flatnonzero(counts >= min_count)
-    dense = matrix[:, keep].toarray().astype(np.float32) if len(keep) else np.zeros((matrix.shape[0], 0), np.float32)
-    return [labels[j] for j in keep], dense
+    return [labels[j] for j in keep], sp.csr_matrix(matrix[:, keep], dtype=np.float32)
+
+
+def select_frequent(labels: list[str], matrix: sp.csr_matrix, min_count: int) -> tuple[list[str], NDArray[np.float32]]:
+    """`frequent_columns` as a dense float32 matrix."""
+    names, kept = frequent_columns(labels, matrix, min_count)
+    return names, kept.toarray().astype(np.float32, copy=False)
 
 
 def load_icd10_titles(path: Path, batch_rows: int = DEFAULT_BATCH_ROWS) -> dict[str, str]:

@@ -10,6 +10,8 @@ so every kept label has a defined AUROC where it is evaluated.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
@@ -36,50 +38,71 @@ def closest_values(records: pl.DataFrame, lab_rows: pl.DataFrame, window_minutes
     )
 
 
+UNKNOWN_CODE = -1  # in `label_codes`: no value within the window
+
+
 def label_candidates(
-    closest: pl.DataFrame,
+    closest: pl.DataFrame | Iterable[pl.DataFrame],
     reference_ranges: dict[str, tuple[float | None, float | None]],
     n_records: int,
 ) -> tuple[list[str], NDArray[np.float32]]:
     """All `<lab>_low` / `<lab>_high` targets that the reference ranges allow, NaN where unknown."""
-    names: list[str] = []
-    columns: list[NDArray[np.float32]] = []
+    names, codes = label_codes(closest, reference_ranges, n_records)
+    return names, codes_to_targets(codes)
+
+
+def label_codes(
+    closest: pl.DataFrame | Iterable[pl.DataFrame],
+    reference_ranges: dict[str, tuple[float | None, float | None]],
+    n_records: int,
+) -> tuple[list[str], NDArray[np.int8]]:
+    """`label_candidates` as int8 codes (1 abnormal, 0 normal, UNKNOWN_CODE unknown).
+
+    A quarter of the float32 matrix: the build holds every candidate label of every record until
+    the fold rule has chosen the few it keeps. `closest` (_cand = record row, itemid, value) may come
+    in parts (the build reads them chunk by chunk from its cache), so the values are never all held.
+    """
+    bounds: list[tuple[str, int, str, float]] = []  # name, itemid, suffix, bound
     for lab in LAB_ITEMS:
         if lab.name not in reference_ranges:
             continue
         lower, upper = reference_ranges[lab.name]
-        part = closest.filter(pl.col("itemid") == lab.itemid)
-        rows = part["_cand"].to_numpy()
-        values = part["value"].to_numpy().astype(np.float64)
-        for suffix, bound, is_abnormal in (
-            ("low", lower, lambda x, b: x < b),
-            ("high", upper, lambda x, b: x > b),
-        ):
-            if bound is None:
-                continue
-            column = np.full(n_records, np.nan, dtype=np.float32)
-            column[rows] = is_abnormal(values, bound).astype(np.float32)
-            names.append(f"{lab.name}_{suffix}")
-            columns.append(column)
-    matrix = np.stack(columns, axis=1) if columns else np.zeros((n_records, 0), dtype=np.float32)
-    return names, matrix
+        for suffix, bound in (("low", lower), ("high", upper)):
+            if bound is not None:
+                bounds.append((f"{lab.name}_{suffix}", lab.itemid, suffix, bound))
+    codes = np.full((n_records, len(bounds)), UNKNOWN_CODE, dtype=np.int8)
+    for part in [closest] if isinstance(closest, pl.DataFrame) else closest:
+        for j, (_, itemid, suffix, bound) in enumerate(bounds):
+            values = part.filter(pl.col("itemid") == itemid)
+            rows = values["_cand"].to_numpy()
+            numbers = values["value"].to_numpy().astype(np.float64)
+            abnormal = numbers < bound if suffix == "low" else numbers > bound
+            codes[rows, j] = abnormal.astype(np.int8)
+    return [name for name, *_ in bounds], codes
+
+
+def codes_to_targets(codes: NDArray[np.int8]) -> NDArray[np.float32]:
+    """int8 label codes → float32 targets 0/1 with NaN where unknown."""
+    return np.where(codes == UNKNOWN_CODE, np.float32(np.nan), codes.astype(np.float32)).astype(np.float32)
 
 
 def select_lab_labels(
     names: list[str],
-    matrix: NDArray[np.float32],
+    matrix: NDArray[np.float32] | NDArray[np.int8],
     folds: NDArray[np.int64],
     evaluation_folds: tuple[int, ...],
     min_positives: int,
     min_negatives: int,
 ) -> list[int]:
-    """Indices of labels with >= min positives and >= min negatives in *each* evaluation fold."""
+    """Indices of labels with >= min positives and >= min negatives in *each* evaluation fold.
+
+    `matrix`: float targets (NaN unknown) or `label_codes` (UNKNOWN_CODE unknown)."""
     keep = []
     for j in range(len(names)):
         ok = True
         for fold in evaluation_folds:
             column = matrix[folds == fold, j]
-            known = column[np.isfinite(column)]
+            known = column[column != UNKNOWN_CODE] if column.dtype == np.int8 else column[np.isfinite(column)]
             if (known == 1).sum() < min_positives or (known == 0).sum() < min_negatives:
                 ok = False
                 break

@@ -7,7 +7,9 @@ One pass does three things, each batch being filtered before anything is kept:
 - keeps the protocol-lab rows of cohort patients that fall near a cohort stay (from
   `intime − before` to `intime + after`), attached to that stay.
 What is kept grows with the *cohort*, not with labevents, so peak memory is flat in file size
-(benchmarks/build_labevents_memory.py measures it).
+(benchmarks/build_labevents_memory.py measures it). The build passes a `sink` (a `ChunkSpill`) that
+takes the kept rows batch by batch and spills them to Parquet, so they are not held either and the
+pass's memory is flat in the cohort size too (benchmarks/scaling.py measures it).
 """
 
 from __future__ import annotations
@@ -33,12 +35,20 @@ LABEVENTS_READ_COLUMNS: dict[str, type[pl.Int64] | type[pl.String]] = {
     "ref_range_upper": pl.String,
 }
 
+KEPT_ROWS_SCHEMA: dict[str, pl.DataType] = {
+    "stay_id": pl.Int64(),
+    "itemid": pl.Int64(),
+    "charttime": pl.Datetime("us"),
+    "valuenum": pl.Float64(),
+}
+
 
 @dataclass
 class LabExtract:
     """Result of the pass: rows near cohort stays, CardioLab reference ranges and counts."""
 
-    rows: pl.DataFrame  # stay_id, itemid, charttime (datetime), valuenum (float)
+    rows: pl.DataFrame  # stay_id, itemid, charttime (datetime), valuenum (float); empty when a sink took them
+    rows_kept: int  # rows near a cohort stay (each counted once, whether kept here or given to the sink)
     reference_ranges: dict[str, tuple[float | None, float | None]]  # lab name → (median lower, median upper)
     rows_read: int
     rows_protocol: int
@@ -81,8 +91,13 @@ def stream_labevents(
     skips: SkipLog,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     on_batch: Callable[[int], None] | None = None,
+    sink: Callable[[pl.DataFrame], None] | None = None,
 ) -> LabExtract:
-    """One streaming pass; `stays` has subject_id, stay_id, intime of the cohort stays."""
+    """One streaming pass; `stays` has subject_id, stay_id, intime of the cohort stays.
+
+    Kept rows (stay_id, itemid, charttime, valuenum) go to `sink` batch by batch when one is given
+    (the returned `rows` is then empty), else they are returned sorted by stay, item, time, value.
+    """
     started = time.perf_counter()
     protocol_ids = pl.Series(sorted(LAB_BY_ITEMID), dtype=pl.Int64).implode()
     known = pl.Series(sorted(known_itemids), dtype=pl.Int64).implode() if known_itemids is not None else None
@@ -95,7 +110,7 @@ def stream_labevents(
     )
     kept: list[pl.DataFrame] = []
     range_counts: list[pl.DataFrame] = []
-    rows_read = rows_protocol = 0
+    rows_read = rows_protocol = rows_kept = 0
     unknown_examples: list[str] = []
     unknown_count = 0
 
@@ -112,7 +127,12 @@ def stream_labevents(
             range_counts.append(_count_ranges(protocol))
             cohort_rows = protocol.filter(pl.col("subject_id").is_in(subjects))
             if cohort_rows.height:
-                kept.append(_near_stays(cohort_rows, windows, path, skips))
+                near = _near_stays(cohort_rows, windows, path, skips)
+                rows_kept += near.height
+                if sink is not None:
+                    sink(near)
+                else:
+                    kept.append(near)
         if on_batch is not None:
             on_batch(batch.height)
 
@@ -122,20 +142,10 @@ def stream_labevents(
         if range_counts
         else pl.DataFrame(schema={"itemid": pl.Int64, "bound": pl.String, "value": pl.Float64, "n": pl.UInt32})
     )
-    rows = (
-        pl.concat(kept)
-        if kept
-        else pl.DataFrame(
-            schema={
-                "stay_id": pl.Int64,
-                "itemid": pl.Int64,
-                "charttime": pl.Datetime("us"),
-                "valuenum": pl.Float64,
-            }
-        )
-    )
+    rows = pl.concat(kept) if kept else pl.DataFrame(schema=KEPT_ROWS_SCHEMA)
     return LabExtract(
         rows=rows.sort("stay_id", "itemid", "charttime", "valuenum"),
+        rows_kept=rows_kept,
         reference_ranges=reference_medians(counts),
         rows_read=rows_read,
         rows_protocol=rows_protocol,

@@ -3,10 +3,15 @@
 A. tables   — match ECGs to ED stays, load and filter the MIMIC tables, stream labevents, compute
               every record's raw features, candidate lab values and diagnosis codes. Cached as
               Parquet in the staging folder, so a resumed build does not stream labevents again.
+              Out of core: candidates are cut into chunks (`spill.candidate_chunks`), labevents and
+              vitals rows are spilled to per-chunk Parquet parts, and features and lab values are
+              computed and cached one chunk at a time, so no whole-cohort feature frame exists.
 B. signals  — parallel WFDB ingestion into `signals.npy`, chunk by chunk with progress markers.
 C. finalise — drop records whose signal was skipped, select diagnosis labels by count, assign the
               folds, select lab labels on the validation/test folds, compute training-fold
               statistics, write tables, manifest and reports, then commit (rename into place).
+              The feature table is streamed from the cached parts to the store part by part, and
+              its statistics are computed one column at a time from the written file.
 
 Everything before commit happens in `<out>.partial/`; its `.build/` folder holds the cache and
 markers and a key (config + source fingerprints) so that a staging folder left by a build with
@@ -20,7 +25,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,19 +40,20 @@ from ecgkt.build import features as feat
 from ecgkt.build import icd, lab_labels
 from ecgkt.build.config import BuildConfig
 from ecgkt.build.folds import assign_folds, demographic_strata
-from ecgkt.build.labevents import stream_labevents
+from ecgkt.build.labevents import KEPT_ROWS_SCHEMA, stream_labevents
 from ecgkt.build.matching import load_edstays, load_record_list, match_ecgs_to_stays
 from ecgkt.build.progress import BuildProgress
 from ecgkt.build.report import SkipLog, cohort_report_markdown
 from ecgkt.build.signals import OK, ingest_signals, marker_statuses
 from ecgkt.build.sources import TABLES, BuildInputError, SourcePaths, fingerprint, resolve_sources
+from ecgkt.build.spill import CHUNK_COLUMN, ChunkSpill, candidate_chunks, chunk_bounds, write_parquet_atomically
 from ecgkt.build.tables import (
     clean_vitals,
     load_d_labitems,
     load_omr,
     load_patients,
     load_triage,
-    load_vitalsign,
+    stream_vitalsign,
 )
 from ecgkt.mimic.labs import LAB_BY_ITEMID
 from ecgkt.mimic.layout import ECG_SAMPLING_RATE_HZ, MimicFolders
@@ -72,34 +78,53 @@ BUILD_REPORT_FILE = "build_report.json"
 COHORT_REPORT_FILE = "cohort_report.md"
 
 
+VITAL_ROWS_SCHEMA: dict[str, pl.DataType] = {
+    "stay_id": pl.Int64(),
+    "charttime": pl.Datetime("us"),
+    "name": pl.String(),
+    "value": pl.Float64(),
+}
+
+
 @dataclass
 class TablesStage:
-    """Output of stage A (also its on-disk cache)."""
+    """Output of stage A (also its on-disk cache, in `folder`).
 
+    The per-record tables too large to hold — raw features and closest lab values — stay on disk as
+    one Parquet part per candidate chunk (`feature_part(k)`, `closest_part(k)`; part k holds the
+    candidates of chunk k in `_cand` order), written by the stage itself before `save`.
+    """
+
+    folder: Path
     candidates: pl.DataFrame  # _cand, subject_id, study_id, stay_id, hadm_id, ecg_time, intime, age, gender, path
-    features: pl.DataFrame  # catalogue columns, row i = candidate i
-    closest_labs: pl.DataFrame  # _cand, itemid, value
+    n_chunks: int
     stay_labels: pl.DataFrame  # stay_id, label
     reference_ranges: dict[str, tuple[float | None, float | None]]
     title_fallback: dict[str, str]
     skips: SkipLog
     info: dict[str, object]
 
-    _FRAMES = ("candidates", "features", "closest_labs", "stay_labels")
+    _FRAMES = ("candidates", "stay_labels")
 
-    def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+    def feature_part(self, chunk: int) -> Path:
+        return feature_part_path(self.folder, chunk)
+
+    def closest_part(self, chunk: int) -> Path:
+        return closest_part_path(self.folder, chunk)
+
+    def save(self) -> None:
         for name in self._FRAMES:
-            getattr(self, name).write_parquet(folder / f"{name}.parquet")
+            write_parquet_atomically(getattr(self, name), self.folder / f"{name}.parquet")
         payload = {
+            "n_chunks": self.n_chunks,
             "reference_ranges": self.reference_ranges,
             "title_fallback": self.title_fallback,
             "skips": self.skips.to_json(),
             "info": self.info,
         }
-        tmp = folder / ".done.tmp"
+        tmp = self.folder / ".done.tmp"
         tmp.write_text(json.dumps(payload, default=str))
-        os.replace(tmp, folder / "done.json")  # written last: its presence means the cache is complete
+        os.replace(tmp, self.folder / "done.json")  # written last: its presence means the cache is complete
 
     @classmethod
     def load(cls, folder: Path) -> TablesStage | None:
@@ -108,12 +133,22 @@ class TablesStage:
         payload = json.loads((folder / "done.json").read_text())
         frames = {name: pl.read_parquet(folder / f"{name}.parquet") for name in cls._FRAMES}
         return cls(
+            folder=folder,
+            n_chunks=int(payload["n_chunks"]),
             **frames,
             reference_ranges={k: (v[0], v[1]) for k, v in payload["reference_ranges"].items()},
             title_fallback=payload["title_fallback"],
             skips=SkipLog.from_json(payload["skips"]),
             info=payload["info"],
         )
+
+
+def feature_part_path(folder: Path, chunk: int) -> Path:
+    return folder / "features" / f"part_{chunk:06d}.parquet"
+
+
+def closest_part_path(folder: Path, chunk: int) -> Path:
+    return folder / "closest" / f"part_{chunk:06d}.parquet"
 
 
 def build_store(
@@ -153,8 +188,8 @@ def build_store(
     with BuildProgress(progress, console) as ui:
         tables = TablesStage.load(state / "tables")
         if tables is None:
-            tables = _tables_stage(sources, config, ui)
-            tables.save(state / "tables")
+            tables = _tables_stage(sources, config, ui, state / "tables")
+            tables.save()
         n_candidates = tables.candidates.height
         if n_candidates == 0:
             raise BuildInputError(
@@ -184,7 +219,10 @@ def _resume_key(config: BuildConfig, fingerprints: dict[str, str]) -> str:
 # ---- stage A -------------------------------------------------------------------------------------
 
 
-def _tables_stage(sources: SourcePaths, config: BuildConfig, ui: BuildProgress) -> TablesStage:
+def _tables_stage(sources: SourcePaths, config: BuildConfig, ui: BuildProgress, folder: Path) -> TablesStage:
+    if folder.exists():
+        shutil.rmtree(folder)  # parts of an interrupted earlier stage A: it is redone from scratch
+    folder.mkdir(parents=True)
     skips = SkipLog()
     batch_rows = config.csv_batch_rows
     info: dict[str, object] = {}
@@ -194,26 +232,38 @@ def _tables_stage(sources: SourcePaths, config: BuildConfig, ui: BuildProgress) 
         cohort = match_ecgs_to_stays(records, stays, config.match_window_minutes, skips).with_row_index("_cand")
         cohort = cohort.with_columns(pl.col("_cand").cast(pl.Int64))
         info.update(record_list_rows=records.height, edstays_rows=stays.height)
+        del records, stays
 
+    chunks = candidate_chunks(cohort["stay_id"], config.statistics_chunk_stays)
+    stay_chunks = pl.DataFrame({"stay_id": cohort["stay_id"], CHUNK_COLUMN: chunks}).unique(maintain_order=True)
     with ui.step("Reading patients, triage, vitals, omr"):
         patients = load_patients(sources["patients"], cohort["subject_id"], skips, batch_rows)
         cohort = _demographics(cohort, patients, skips)
+        del patients
         stay_ids = cohort["stay_id"]
         triage = load_triage(sources["triage"], stay_ids, skips, batch_rows)
-        vitalsign = load_vitalsign(sources["vitalsign"], stay_ids, skips, batch_rows)
-        vitals = [clean_vitals(vitalsign.drop("acuity", strict=False), sources["vitalsign"], skips)]
+        vitals = ChunkSpill(folder / "vitals_spill", stay_chunks, VITAL_ROWS_SCHEMA, config.spill_rows)
+        # batch by batch: the cohort's vitalsign rows are never all in memory
+        stream_vitalsign(
+            sources["vitalsign"], stay_ids, skips, batch_rows, lambda long: vitals.add(_timed_vitals(long))
+        )
         if config.include_triage_vitals:
             at_intime = triage.join(
                 cohort.select("stay_id", pl.col("intime").alias("charttime")).unique("stay_id"), on="stay_id"
             )
-            vitals.append(clean_vitals(at_intime.drop("acuity"), sources["triage"], skips))
-        all_vitals = pl.concat([v.with_columns(pl.col("charttime").cast(pl.Datetime("us"))) for v in vitals])
+            vitals.add(_timed_vitals(clean_vitals(at_intime.drop("acuity"), sources["triage"], skips)))
+            del at_intime
+        vitals.flush()
         omr = load_omr(sources["omr"], cohort["subject_id"], skips, batch_rows)
-        biometrics = feat.closest_biometrics(cohort, omr, config.biometrics_window_days)
+        biometrics = feat.closest_biometrics(cohort, omr, config.biometrics_window_days).sort("_cand")
+        if not biometrics["_cand"].equals(cohort["_cand"]):  # sliced per chunk below: one row per candidate
+            raise RuntimeError("closest_biometrics must return exactly one row per candidate")
+        del omr
         d_labitems = load_d_labitems(sources["d_labitems"], batch_rows)
         _check_d_labitems(d_labitems, sources, skips)
 
     cohort_stays = cohort.select("subject_id", "stay_id", "intime").unique("stay_id").sort("stay_id")
+    labs = ChunkSpill(folder / "labevents_spill", stay_chunks, KEPT_ROWS_SCHEMA, config.spill_rows)
     with ui.step("Streaming labevents (rows)") as advance:
         extract = stream_labevents(
             sources["labevents"],
@@ -226,25 +276,38 @@ def _tables_stage(sources: SourcePaths, config: BuildConfig, ui: BuildProgress) 
             skips=skips,
             batch_rows=batch_rows,
             on_batch=advance,
+            sink=labs.add,
         )
+        labs.flush()
         info.update(
             labevents_rows=extract.rows_read,
             labevents_protocol_rows=extract.rows_protocol,
-            labevents_rows_kept=extract.rows.height,
+            labevents_rows_kept=extract.rows_kept,
             labevents_seconds=round(extract.seconds, 2),
         )
+        del cohort_stays, d_labitems
 
     with ui.step("Features, lab values and diagnosis codes"):
-        features = feat.assemble_features(
-            cohort,
-            triage,
-            all_vitals,
-            extract.rows,
-            biometrics,
-            config.feature_window_minutes,
-            chunk_stays=config.statistics_chunk_stays,
-        )
-        closest = lab_labels.closest_values(cohort, extract.rows, config.lab_label_window_minutes)
+        bounds = chunk_bounds(chunks)
+        for chunk, (lo, hi) in enumerate(bounds):
+            part = cohort.slice(lo, hi - lo)
+            lab_rows = labs.read(chunk).sort("stay_id", "itemid", "charttime", "valuenum")
+            features = feat.assemble_features(
+                part,
+                triage,
+                vitals.read(chunk),
+                lab_rows,
+                biometrics.slice(lo, hi - lo),
+                config.feature_window_minutes,
+                chunk_stays=config.statistics_chunk_stays,
+            )
+            write_parquet_atomically(features, feature_part_path(folder, chunk))
+            closest = lab_labels.closest_values(part, lab_rows, config.lab_label_window_minutes)
+            write_parquet_atomically(closest, closest_part_path(folder, chunk))
+            del part, lab_rows, features, closest
+        shutil.rmtree(labs.folder)
+        shutil.rmtree(vitals.folder)
+        del triage, biometrics
         stay_labels = icd.load_stay_codes(
             sources["ed_diagnosis"],
             sources["diagnoses_icd"],
@@ -258,7 +321,12 @@ def _tables_stage(sources: SourcePaths, config: BuildConfig, ui: BuildProgress) 
     candidates = cohort.select(
         "_cand", "subject_id", "study_id", "stay_id", "hadm_id", "ecg_time", "intime", "age", "gender", "path"
     )
-    return TablesStage(candidates, features, closest, stay_labels, extract.reference_ranges, fallback, skips, info)
+    return TablesStage(folder, candidates, len(bounds), stay_labels, extract.reference_ranges, fallback, skips, info)
+
+
+def _timed_vitals(long: pl.DataFrame) -> pl.DataFrame:
+    """Vitals of both sources with one timestamp type, so their spilled parts stack."""
+    return long.with_columns(pl.col("charttime").cast(pl.Datetime("us")))
 
 
 def _demographics(cohort: pl.DataFrame, patients: pl.DataFrame, skips: SkipLog) -> pl.DataFrame:
@@ -339,7 +407,7 @@ class Labels:
     """Targets and folds of the final records (stage C)."""
 
     diagnosis_names: list[str]
-    diagnosis: np.ndarray  # records × kept codes, float32 0/1
+    diagnosis: sp.csr_matrix  # records × kept codes, float32 0/1 (sparse: densified in row slices only)
     lab_names: list[str]
     lab: np.ndarray  # records × kept lab labels, float32 0/1/NaN
     lab_dropped: list[str]
@@ -363,13 +431,14 @@ def _finalise(
     records = tables.candidates.filter(pl.Series(valid)).with_row_index("row")
     records = records.with_columns(pl.col("row").cast(pl.Int64))
     _compact_signals(writer.staging / SIGNALS_FILE, valid, config.signal_chunk_records)
-    labels = _labels_and_folds(records, tables, config)
-    features = tables.features.filter(pl.Series(valid))
-    specs = feat.feature_specs(features, np.isin(labels.folds, config.train_folds), feat.feature_catalogue())
+    labels = _labels_and_folds(records, tables, valid, config)
 
     writer.write_table(RECORDS_FILE, _records_table(records, labels.folds))
-    writer.write_table(FEATURES_FILE, features)
-    writer.write_table(DIAGNOSES_FILE, _label_frame(labels.diagnosis_names, labels.diagnosis))
+    writer.write_table_batches(FEATURES_FILE, _valid_feature_parts(tables, valid, config.table_row_group_rows))
+    specs, observed = feat.feature_specs_from_parquet(
+        writer.staging / FEATURES_FILE, np.isin(labels.folds, config.train_folds), feat.feature_catalogue()
+    )
+    _write_sparse_labels(writer, DIAGNOSES_FILE, labels.diagnosis_names, labels.diagnosis, config.table_row_group_rows)
     writer.write_table(LAB_LABELS_FILE, _label_frame(labels.lab_names, labels.lab))
     manifest = _manifest(records.height, labels, specs, tables, config, fingerprints)
     writer.write_manifest(manifest)
@@ -401,9 +470,6 @@ def _finalise(
         "source_paths": {f"{TABLES[key].module}/{path.name}": str(path) for key, path in sources.tables.items()},
     }
     writer.write_json(BUILD_REPORT_FILE, report)
-    observed = [
-        float(np.isfinite(features[s.name].cast(pl.Float64).fill_null(np.nan).to_numpy()).mean()) for s in specs
-    ]
     writer.write_text(
         COHORT_REPORT_FILE,
         cohort_report_markdown(
@@ -442,24 +508,62 @@ def _signal_outcomes(tables: TablesStage, markers: list[dict[str, object]]) -> t
     return valid, skips
 
 
-def _labels_and_folds(records: pl.DataFrame, tables: TablesStage, config: BuildConfig) -> Labels:
+def _valid_feature_parts(tables: TablesStage, valid: np.ndarray, group_rows: int) -> Iterator[pl.DataFrame]:
+    """The cached feature parts in candidate order, without the records whose signal was skipped,
+    regrouped into batches of at least `group_rows` rows (the store's row groups).
+
+    Why regroup: the Parquet writer keeps the metadata of every column chunk (≈ 1 KiB each, 466 per
+    row group) until it closes the file, so one row group per chunk part would cost memory per
+    record when chunks are small; `group_rows` trades that against the batch held (1.9 KiB per row).
+    """
+    offset = 0
+    pending: list[pl.DataFrame] = []
+    pending_rows = 0
+    for chunk in range(tables.n_chunks):
+        part = pl.read_parquet(tables.feature_part(chunk))
+        kept = part.filter(pl.Series(valid[offset : offset + part.height]))
+        offset += part.height
+        pending.append(kept)
+        pending_rows += kept.height
+        if pending_rows >= group_rows:
+            yield pl.concat(pending)
+            pending, pending_rows = [], 0
+    if pending:
+        yield pl.concat(pending)
+    if offset != len(valid):
+        raise BuildInputError(f"{tables.folder}: the cached feature parts hold {offset} rows, expected {len(valid)}")
+
+
+def _closest_parts(tables: TablesStage, valid: np.ndarray) -> Iterator[pl.DataFrame]:
+    """The cached closest lab values with `_cand` renumbered to store rows (skipped records dropped)."""
+    row_of = np.cumsum(valid) - 1  # store row of each valid candidate
+    for chunk in range(tables.n_chunks):
+        part = pl.read_parquet(tables.closest_part(chunk))
+        cands = part["_cand"].to_numpy()
+        keep = valid[cands]
+        yield pl.DataFrame(
+            {
+                "_cand": row_of[cands[keep]].astype(np.int64),
+                "itemid": part["itemid"].filter(pl.Series(keep)),
+                "value": part["value"].filter(pl.Series(keep)),
+            }
+        )
+
+
+def _labels_and_folds(records: pl.DataFrame, tables: TablesStage, valid: np.ndarray, config: BuildConfig) -> Labels:
     """Diagnosis labels by count, candidate lab labels, folds, then lab labels by the val/test rule."""
     n = records.height
     all_codes, dx_all = icd.label_matrix(records["stay_id"], tables.stay_labels)
     min_count = config.effective_min_label_count(n)
-    dx_names, dx = icd.select_frequent(all_codes, dx_all, min_count)
+    dx_names, dx = icd.frequent_columns(all_codes, dx_all, min_count)
+    del dx_all
 
-    closest = tables.closest_labs.join(records.select("_cand", "row"), on="_cand").select(
-        pl.col("row").alias("_cand"), "itemid", "value"
-    )
-    lab_names_all, lab_all = lab_labels.label_candidates(closest, tables.reference_ranges, n)
+    lab_names_all, lab_all = lab_labels.label_codes(_closest_parts(tables, valid), tables.reference_ranges, n)
 
     strata = demographic_strata(
         records["age"].cast(pl.Float64).fill_null(np.nan).to_numpy(), records["gender"].to_numpy()
     )
-    targets = sp.hstack(
-        [sp.csr_matrix(dx), sp.csr_matrix(np.nan_to_num(lab_all, nan=0.0)), sp.csr_matrix(strata)], format="csr"
-    )
+    targets = sp.hstack([dx, _positives(lab_all), sp.csr_matrix(strata)], format="csr")
     folds = assign_folds(records["subject_id"].to_numpy(), targets, config.n_folds, config.seed)
     kept = lab_labels.select_lab_labels(
         lab_names_all,
@@ -474,7 +578,7 @@ def _labels_and_folds(records: pl.DataFrame, tables: TablesStage, config: BuildC
         diagnosis_names=dx_names,
         diagnosis=dx,
         lab_names=[lab_names_all[j] for j in kept],
-        lab=lab_all[:, kept],
+        lab=lab_labels.codes_to_targets(lab_all[:, kept]),
         lab_dropped=[name for j, name in enumerate(lab_names_all) if j not in kept_set],
         folds=folds,
         min_label_count=min_count,
@@ -532,6 +636,27 @@ def _manifest(
         ),
         sources=fingerprints,
         build_parameters=config.model_dump(),
+    )
+
+
+def _positives(codes: np.ndarray) -> sp.csr_matrix:
+    """Sparse float32 1.0 where a label-code (or 0/1/NaN target) matrix is 1: what
+    csr_matrix(nan_to_num(targets)) holds, without a dense float copy."""
+    rows, cols = np.nonzero(codes == 1)
+    return sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=codes.shape)
+
+
+def _write_sparse_labels(
+    writer: StoreWriter, name: str, names: list[str], matrix: sp.csr_matrix, group_rows: int
+) -> None:
+    """The label table from a sparse matrix, densified `group_rows` rows at a time (one row group each)."""
+    if not names:
+        writer.write_table(name, _label_frame(names, np.zeros((matrix.shape[0], 0), dtype=np.float32)))
+        return
+    step = group_rows
+    slices = range(0, max(1, matrix.shape[0]), step)
+    writer.write_table_batches(
+        name, (_label_frame(names, matrix[lo : lo + step].toarray().astype(np.float32, copy=False)) for lo in slices)
     )
 
 

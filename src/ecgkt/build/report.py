@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import scipy.sparse as sp
 
 # record/row skipped: not in the store; value dropped: set to unknown; repaired: changed and kept;
 # kept: noted but unchanged; excluded: outside the cohort definition (not an input error).
@@ -182,7 +183,7 @@ def cohort_report_markdown(
     fold_sizes: Sequence[int],
     diagnosis_labels: Sequence[str],
     diagnosis_titles: Mapping[str, str],
-    diagnosis_targets: np.ndarray,
+    diagnosis_targets: np.ndarray | sp.spmatrix,
     lab_labels: Sequence[str],
     lab_targets: np.ndarray,
     feature_names: Sequence[str],
@@ -202,7 +203,12 @@ def cohort_report_markdown(
 
     lines += ["", f"## Diagnosis labels ({len(diagnosis_labels)}, minimum count {min_label_count})", ""]
     lines += ["| code | title | positives | prevalence |", "|---|---|---:|---:|"]
-    positives = np.nansum(diagnosis_targets, axis=0) if len(diagnosis_labels) else np.zeros(0)
+    if not len(diagnosis_labels):
+        positives = np.zeros(0)
+    elif sp.issparse(diagnosis_targets):  # the build's (0/1, no NaN): column sums without densifying
+        positives = np.asarray(diagnosis_targets.sum(axis=0)).ravel()
+    else:
+        positives = np.nansum(diagnosis_targets, axis=0)
     n = max(1, diagnosis_targets.shape[0])
     for i in np.argsort(-positives, kind="stable"):
         code = diagnosis_labels[i]

@@ -159,6 +159,9 @@ def fingerprint(path: Path, head_bytes: int = 1 << 20) -> str:
 ColumnTypes = Mapping[str, type[pl.Int64] | type[pl.String]]
 
 
+CSV_BLOCK_BYTES = 1 << 20  # decompressed bytes parsed at a time by `stream_csv`
+
+
 def stream_csv(
     path: Path,
     columns: ColumnTypes,
@@ -167,37 +170,101 @@ def stream_csv(
 ) -> Iterator[pl.DataFrame]:
     """Yield batches of `columns` plus `_row` (1-based data-row number) from a CSV or CSV.GZ.
 
-    Polars' streaming engine decompresses and parses incrementally, so memory is bounded by the
-    batch size whatever the file size. Everything is read as text; Int64 columns are then cast and a
-    value that is not an integer raises BuildInputError naming the file, row and value. Empty
-    fields are null. `keep` filters each batch before it is yielded.
+    The file is decompressed and cut into blocks of whole records here (`CSV_BLOCK_BYTES` at a
+    time, cut at a line end outside quotes), and Polars parses one block at a time. Polars' own
+    streaming scan (`scan_csv(...).collect_batches`) held memory growing with the file — about the
+    whole decompressed text at the synthetic cohorts' sizes, up to a plateau of several hundred MiB
+    on large files (benchmarks/results/scaling.md, build_labevents_memory.md) — while this keeps
+    one block and one batch, whatever the file. Everything is read as text; Int64 columns are then
+    cast and a value that is not an integer raises BuildInputError naming the file, row and value.
+    Empty fields are null. `keep` filters each batch before it is yielded.
     """
     integer_columns = [name for name, dtype in columns.items() if dtype == pl.Int64]
-    scan = pl.scan_csv(
-        path, infer_schema=False, row_index_name="_row", row_index_offset=1, quote_char='"', has_header=True
-    )
+    rows_seen = 0
     try:
-        # Parse EVERY column, not just the ones used: with a projection Polars skips the fields it
-        # does not need and silently accepts a row with extra fields (an unquoted comma shifts the
-        # values after it), while a full parse rejects it. Costs ~40 % more CPU on labevents.
-        scan = scan.select(scan.collect_schema().names())
-        for raw in scan.collect_batches(chunk_size=batch_rows):
-            frame = raw.select("_row", *columns).with_columns(
-                pl.col("_row").cast(pl.Int64),
+        for raw in _parsed_batches(path, batch_rows):
+            frame = raw.select(
+                pl.int_range(rows_seen + 1, rows_seen + 1 + raw.height, dtype=pl.Int64).alias("_row"),
                 *(pl.col(name).replace("", None) for name in columns),
             )
+            rows_seen += raw.height
             if integer_columns:
                 frame = _cast_integers(frame, integer_columns, path)
             if keep is not None:
                 frame = frame.filter(keep)
             yield frame
-    except (pl.exceptions.ComputeError, OSError) as error:
+    except (pl.exceptions.ComputeError, OSError, EOFError, zlib.error) as error:
         located = _first_ragged_row(path)
         if located is not None:
             raise BuildInputError(f"{path}: {located}") from error
         raise BuildInputError(
             f"{path}: cannot be read as CSV ({str(error).splitlines()[0]}); is it a truncated or corrupt file?"
         ) from error
+
+
+def _parsed_batches(path: Path, batch_rows: int) -> Iterator[pl.DataFrame]:
+    """All columns as text, `batch_rows` rows per frame (the last one shorter), in file order.
+
+    EVERY column is parsed, not just the ones used: a full parse rejects a row with extra fields
+    (an unquoted comma shifts the values after it) instead of silently accepting it.
+    """
+    pending: list[pl.DataFrame] = []
+    pending_rows = 0
+    blocks = _record_blocks(path, CSV_BLOCK_BYTES)
+    header = next(blocks, b"")
+    for block in blocks:
+        frame = pl.read_csv(io.BytesIO(header + block), has_header=True, infer_schema=False, quote_char='"')
+        pending.append(frame)
+        pending_rows += frame.height
+        while pending_rows >= batch_rows:
+            stacked = pl.concat(pending)
+            yield stacked.slice(0, batch_rows)
+            pending, pending_rows = [stacked.slice(batch_rows)], pending_rows - batch_rows
+    if pending_rows:
+        yield pl.concat(pending)
+
+
+def _record_blocks(path: Path, block_bytes: int) -> Iterator[bytes]:
+    """The header line, then blocks of ~`block_bytes` decompressed bytes holding whole records."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        rest = b""
+        header_done = False
+        while True:
+            data = handle.read(block_bytes)
+            if not data:
+                if rest.strip():
+                    yield rest if header_done else rest.rstrip(b"\r\n") + b"\n"
+                return
+            buffer = rest + data
+            if not header_done:
+                line_end = buffer.find(b"\n")
+                if line_end < 0:
+                    rest = buffer
+                    continue
+                yield buffer[: line_end + 1]
+                header_done, buffer = True, buffer[line_end + 1 :]
+            cut = _last_record_end(buffer)
+            if cut < 0:
+                rest = buffer  # not one complete record yet: read more
+                continue
+            yield buffer[: cut + 1]
+            rest = buffer[cut + 1 :]
+
+
+def _last_record_end(buffer: bytes) -> int:
+    """Index of the last newline that ends a record (an even number of quotes before it), or -1."""
+    total = buffer.count(b'"')
+    after = 0
+    end = len(buffer)
+    while True:
+        newline = buffer.rfind(b"\n", 0, end)
+        if newline < 0:
+            return -1
+        after += buffer.count(b'"', newline, end)
+        if (total - after) % 2 == 0:
+            return newline
+        end = newline
 
 
 def _first_ragged_row(path: Path) -> str | None:

@@ -6,12 +6,13 @@ the SkipLog (unparseable times, non-numeric values, implausible values).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 
-from ecgkt.build.report import SkipLog
-from ecgkt.build.sources import parse_dates, parse_datetimes, parse_floats, read_csv, row_examples
+from ecgkt.build.report import MAX_EXAMPLES, SkipLog
+from ecgkt.build.sources import parse_dates, parse_datetimes, parse_floats, read_csv, row_examples, stream_csv
 from ecgkt.mimic.layout import VITAL_COLUMNS
 
 # Plausible ranges (after unit conversion); values outside are dropped and counted. Wide on purpose:
@@ -93,17 +94,61 @@ def load_triage(path: Path, stays: pl.Series, skips: SkipLog, batch_rows: int) -
     return frame.unique("stay_id", keep="first", maintain_order=True)
 
 
+VITALSIGN_READ_COLUMNS: dict[str, type[pl.Int64] | type[pl.String]] = {
+    "stay_id": pl.Int64,
+    "charttime": pl.String,
+    **dict.fromkeys(VITAL_COLUMNS, pl.String),
+}
+# Skip rules of `clean_vitals` and the columns their examples show.
+VITAL_SKIP_EXAMPLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "vitals.non_numeric": ("name", "text"),
+    "vitals.celsius_converted": ("name", "value"),
+    "vitals.implausible_value": ("name", "value"),
+}
+
+
 def load_vitalsign(path: Path, stays: pl.Series, skips: SkipLog, batch_rows: int) -> pl.DataFrame:
     """stay_id, charttime, vital columns as text, for cohort stays; unparseable times dropped."""
-    frame = read_csv(
-        path,
-        {"stay_id": pl.Int64, "charttime": pl.String, **dict.fromkeys(VITAL_COLUMNS, pl.String)},
-        batch_rows=batch_rows,
-        keep=_in("stay_id", stays),
-    ).with_columns(parse_datetimes("charttime").alias("_time"))
+    frame = read_csv(path, VITALSIGN_READ_COLUMNS, batch_rows=batch_rows, keep=_in("stay_id", stays))
+    return _timed_vitalsign(frame, path, skips)
+
+
+def _timed_vitalsign(frame: pl.DataFrame, path: Path, skips: SkipLog) -> pl.DataFrame:
+    frame = frame.with_columns(parse_datetimes("charttime").alias("_time"))
     bad = frame.filter(pl.col("_time").is_null())
     skips.add("vitalsign.bad_charttime", bad.height, row_examples(bad, path, ("stay_id", "charttime")))
     return frame.filter(pl.col("_time").is_not_null()).with_columns(pl.col("_time").alias("charttime")).drop("_time")
+
+
+def stream_vitalsign(
+    path: Path, stays: pl.Series, skips: SkipLog, batch_rows: int, sink: Callable[[pl.DataFrame], None]
+) -> None:
+    """`clean_vitals(load_vitalsign(...))` batch by batch: the cleaned long rows go to `sink`, so the
+    whole cohort's vitalsign table (wide text, then long) is never held.
+
+    Counts and examples equal the whole-table path's: an example is among the first in the order
+    the whole table's unpivot lists rows (vital column, then row), so per batch the first few rows
+    per vital are kept as candidates and the first `MAX_EXAMPLES` of all are reported at the end.
+    """
+    order = {name: i for i, name in enumerate(VITAL_COLUMNS)}
+    counts = dict.fromkeys(VITAL_SKIP_EXAMPLE_COLUMNS, 0)
+    candidates: dict[str, list[pl.DataFrame]] = {key: [] for key in VITAL_SKIP_EXAMPLE_COLUMNS}
+    for batch in stream_csv(path, VITALSIGN_READ_COLUMNS, batch_rows, keep=_in("stay_id", stays)):
+        long, rejects = clean_vitals_with_rejects(_timed_vitalsign(batch, path, skips))
+        for key, rows in rejects.items():
+            counts[key] += rows.height
+            if rows.height:
+                first = (
+                    rows.with_columns(pl.col("name").replace_strict(order, return_dtype=pl.Int64).alias("_vital"))
+                    .sort("_vital", "_row")
+                    .group_by("_vital", maintain_order=True)
+                    .head(MAX_EXAMPLES)
+                )
+                candidates[key].append(first)
+        sink(long)
+    for key, parts in candidates.items():
+        first = pl.concat(parts).sort("_vital", "_row").head(MAX_EXAMPLES) if parts else pl.DataFrame()
+        skips.add(key, counts[key], row_examples(first, path, VITAL_SKIP_EXAMPLE_COLUMNS[key]))
 
 
 def clean_vitals(wide: pl.DataFrame, source: Path, skips: SkipLog) -> pl.DataFrame:
@@ -111,6 +156,15 @@ def clean_vitals(wide: pl.DataFrame, source: Path, skips: SkipLog) -> pl.DataFra
 
     Input columns: stay_id, charttime, _row and VITAL_COLUMNS; output: stay_id, charttime, name, value.
     """
+    long, rejects = clean_vitals_with_rejects(wide)
+    for key, rows in rejects.items():
+        skips.add(key, rows.height, row_examples(rows, source, VITAL_SKIP_EXAMPLE_COLUMNS[key]))
+    return long
+
+
+def clean_vitals_with_rejects(wide: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+    """`clean_vitals` without the SkipLog: the long rows, and per skip rule the rows it concerns
+    (long format, in unpivot order: vital column, then row; with `_row`, `name`, `text`, `value`)."""
     long = wide.unpivot(
         index=["stay_id", "charttime", "_row"],
         on=list(VITAL_COLUMNS),
@@ -119,13 +173,11 @@ def clean_vitals(wide: pl.DataFrame, source: Path, skips: SkipLog) -> pl.DataFra
     )
     long = long.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
     long = long.with_columns(parse_floats("text").alias("value"))
-    non_numeric = long.filter(pl.col("value").is_null() | ~pl.col("value").is_finite())
-    skips.add("vitals.non_numeric", non_numeric.height, row_examples(non_numeric, source, ("name", "text")))
+    rejects = {"vitals.non_numeric": long.filter(pl.col("value").is_null() | ~pl.col("value").is_finite())}
     long = long.filter(pl.col("value").is_not_null() & pl.col("value").is_finite())
 
     celsius = (pl.col("name") == "temperature") & pl.col("value").is_between(*CELSIUS_RANGE)
-    converted = long.filter(celsius)
-    skips.add("vitals.celsius_converted", converted.height, row_examples(converted, source, ("name", "value")))
+    rejects["vitals.celsius_converted"] = long.filter(celsius)
     long = long.with_columns(
         pl.when(celsius).then(pl.col("value") * 9.0 / 5.0 + 32.0).otherwise(pl.col("value")).alias("value")
     )
@@ -133,9 +185,8 @@ def clean_vitals(wide: pl.DataFrame, source: Path, skips: SkipLog) -> pl.DataFra
     lower = pl.col("name").replace_strict({k: v[0] for k, v in VITAL_RANGES.items()}, return_dtype=pl.Float64)
     upper = pl.col("name").replace_strict({k: v[1] for k, v in VITAL_RANGES.items()}, return_dtype=pl.Float64)
     plausible = (pl.col("value") >= lower) & (pl.col("value") <= upper)
-    implausible = long.filter(~plausible)
-    skips.add("vitals.implausible_value", implausible.height, row_examples(implausible, source, ("name", "value")))
-    return long.filter(plausible).select("stay_id", "charttime", "name", "value")
+    rejects["vitals.implausible_value"] = long.filter(~plausible)
+    return long.filter(plausible).select("stay_id", "charttime", "name", "value"), rejects
 
 
 def load_omr(path: Path, subjects: pl.Series, skips: SkipLog, batch_rows: int) -> pl.DataFrame:
