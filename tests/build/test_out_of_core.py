@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,18 @@ from test_resume import KilledError, _assert_same_store
 
 import ecgkt.build.pipeline as pipeline
 from conftest import TINY_CONFIG
+from ecgkt.build.features import closest_biometrics
 from ecgkt.build.report import SkipLog
 from ecgkt.build.spill import ChunkSpill, candidate_chunks, chunk_bounds
-from ecgkt.build.tables import clean_vitals, load_vitalsign, stream_vitalsign
+from ecgkt.build.tables import (
+    clean_vitals,
+    load_omr,
+    load_triage,
+    load_vitalsign,
+    stream_omr,
+    stream_triage,
+    stream_vitalsign,
+)
 from ecgkt.mimic.layout import VITAL_COLUMNS, MimicFolders
 
 # Every bound as small as it goes: one stay per chunk, a spill after every row, one row per row group.
@@ -152,3 +162,92 @@ def test_streamed_vitalsign_counts_and_examples_equal_the_whole_table(tmp_path: 
     assert whole_skips.count("vitals.non_numeric") >= 5 and len(whole_skips.entries) == 4
     order = ["stay_id", "charttime", "name", "value"]
     assert streamed.sort(order).equals(whole.sort(order))
+
+
+def test_streamed_triage_equals_the_whole_table_with_duplicates_and_bad_values(tmp_path: Path) -> None:
+    """Per-batch triage keeps each stay's first row (file order, across batches), counts bad acuities
+    before that, and yields the same cleaned triage vitals and skip counts as the whole-table path."""
+    n = 40
+    frame = pl.DataFrame(
+        {
+            "subject_id": [1] * n,
+            "stay_id": [200 + i % 15 for i in range(n)],  # every stay repeated, in later batches too
+            **{name: [str(70 + i) for i in range(n)] for name in VITAL_COLUMNS},
+            "pain": ["0"] * n,
+            "acuity": [("x" if i % 9 == 2 else "7" if i % 5 == 3 else str(1 + i % 5)) for i in range(n)],
+            "chiefcomplaint": ["chest pain"] * n,
+        }
+    ).with_columns(
+        pl.when(pl.int_range(n) % 6 == 1).then(pl.lit("abc")).otherwise(pl.col("heartrate")).alias("heartrate"),
+        pl.when(pl.int_range(n) % 7 == 4).then(pl.lit("37.0")).otherwise(pl.col("temperature")).alias("temperature"),
+    )
+    path = tmp_path / "triage.csv"
+    frame.write_csv(path)
+    intimes = pl.DataFrame(
+        {"stay_id": list(range(200, 214)), "charttime": [datetime(2180, 1, 1, 8)] * 14}  # 214 not in cohort
+    ).with_columns(pl.col("charttime").cast(pl.Datetime("us")))
+    whole_skips, streamed_skips = SkipLog(), SkipLog()
+    triage = load_triage(path, intimes["stay_id"], whole_skips, 1000)
+    at_intime = triage.join(intimes, on="stay_id", maintain_order="left").drop("acuity")
+    whole_vitals = clean_vitals(at_intime, path, whole_skips)
+    parts: list[pl.DataFrame] = []
+    streamed = stream_triage(path, intimes, streamed_skips, 6, parts.append)
+
+    assert streamed.equals(triage.select("stay_id", "acuity"))
+    assert streamed_skips.to_json() == whole_skips.to_json()  # examples in file order on both sides
+    assert whole_skips.count("triage.bad_acuity") > 5 and whole_skips.count("vitals.non_numeric") > 0
+    order = ["stay_id", "name", "value"]
+    assert pl.concat(parts).sort(order).equals(whole_vitals.sort(order))
+    no_vitals_skips = SkipLog()
+    assert stream_triage(path, intimes, no_vitals_skips, 6, None).equals(streamed)
+    assert no_vitals_skips.count("vitals.non_numeric") == 0 and no_vitals_skips.count("triage.bad_acuity") > 0
+
+
+def test_streamed_omr_keeps_only_usable_rows_with_the_same_skips_and_biometrics(tmp_path: Path) -> None:
+    """Rows far from every ECG of their subject are dropped while streaming, bad rows are still all
+    counted with the whole table's examples, and the closest biometrics do not change."""
+    rng = np.random.default_rng(1)
+    n = 120
+    names = ["Weight (Lbs)", "Height (Inches)", "BMI (kg/m2)", "BMI", "Blood Pressure"]
+    dates = pl.date_range(pl.date(2180, 1, 1), pl.date(2181, 12, 31), eager=True)
+    frame = pl.DataFrame(
+        {
+            "subject_id": rng.integers(1, 6, n),
+            "chartdate": [str(d) for d in dates.sample(n, with_replacement=True, seed=2)],
+            "seq_num": [1] * n,
+            "result_name": [names[i % len(names)] for i in range(n)],
+            "result_value": [f"{v:.1f}" for v in rng.uniform(20, 200, n)],
+        }
+    ).with_columns(
+        pl.when(pl.int_range(n) % 13 == 5).then(pl.lit("n/a")).otherwise(pl.col("result_value")).alias("result_value"),
+        pl.when(pl.int_range(n) % 17 == 8).then(pl.lit("bad")).otherwise(pl.col("chartdate")).alias("chartdate"),
+    )
+    path = tmp_path / "omr.csv"
+    frame.write_csv(path)
+    records = pl.DataFrame(
+        {
+            "_cand": [0, 1, 2, 3, 4],
+            "subject_id": [1, 1, 2, 4, 7],  # subject 7 has no omr rows; 3 and 5 have no ECG
+            "ecg_time": [
+                datetime(2180, 3, 1, 9),
+                datetime(2181, 6, 1),
+                datetime(2180, 9, 9),
+                datetime(2181, 2, 2),
+                datetime(2180, 5, 5),
+            ],
+        }
+    ).with_columns(pl.col("ecg_time").cast(pl.Datetime("us")), pl.col("_cand").cast(pl.Int64))
+    window = 60
+    whole_skips, streamed_skips = SkipLog(), SkipLog()
+    whole = load_omr(path, records["subject_id"], whole_skips, 1000)
+    ecg_dates = records.select("subject_id", pl.col("ecg_time").dt.date().alias("_ecg_date")).unique()
+    streamed = stream_omr(path, ecg_dates, window, streamed_skips, 9)
+
+    assert streamed_skips.to_json() == whole_skips.to_json()
+    assert whole_skips.count("omr.non_numeric") > 0 and whole_skips.count("omr.bad_chartdate") > 0
+    assert whole_skips.count("omr.implausible_value") > 0
+    assert 0 < streamed.height < whole.height  # the window really dropped rows
+    assert streamed.schema == whole.schema
+    expected = closest_biometrics(records, whole, window).sort("_cand")
+    assert closest_biometrics(records, streamed, window).sort("_cand").equals(expected)
+    assert expected.drop("_cand").null_count().sum_horizontal().item() < 3 * records.height  # some found

@@ -48,11 +48,10 @@ from ecgkt.build.signals import OK, ingest_signals, marker_statuses
 from ecgkt.build.sources import TABLES, BuildInputError, SourcePaths, fingerprint, resolve_sources
 from ecgkt.build.spill import CHUNK_COLUMN, ChunkSpill, candidate_chunks, chunk_bounds, write_parquet_atomically
 from ecgkt.build.tables import (
-    clean_vitals,
     load_d_labitems,
-    load_omr,
     load_patients,
-    load_triage,
+    stream_omr,
+    stream_triage,
     stream_vitalsign,
 )
 from ecgkt.mimic.labs import LAB_BY_ITEMID
@@ -241,20 +240,24 @@ def _tables_stage(sources: SourcePaths, config: BuildConfig, ui: BuildProgress, 
         cohort = _demographics(cohort, patients, skips)
         del patients
         stay_ids = cohort["stay_id"]
-        triage = load_triage(sources["triage"], stay_ids, skips, batch_rows)
         vitals = ChunkSpill(folder / "vitals_spill", stay_chunks, VITAL_ROWS_SCHEMA, config.spill_rows)
         # batch by batch: the cohort's vitalsign rows are never all in memory
         stream_vitalsign(
             sources["vitalsign"], stay_ids, skips, batch_rows, lambda long: vitals.add(_timed_vitals(long))
         )
-        if config.include_triage_vitals:
-            at_intime = triage.join(
-                cohort.select("stay_id", pl.col("intime").alias("charttime")).unique("stay_id"), on="stay_id"
-            )
-            vitals.add(_timed_vitals(clean_vitals(at_intime.drop("acuity"), sources["triage"], skips)))
-            del at_intime
+        # triage batch by batch too: only (stay_id, acuity) is kept; its vitals follow vitalsign's in the spill
+        triage = stream_triage(
+            sources["triage"],
+            cohort.select("stay_id", pl.col("intime").alias("charttime")).unique("stay_id", maintain_order=True),
+            skips,
+            batch_rows,
+            (lambda long: vitals.add(_timed_vitals(long))) if config.include_triage_vitals else None,
+        )
         vitals.flush()
-        omr = load_omr(sources["omr"], cohort["subject_id"], skips, batch_rows)
+        # omr parsed per batch, keeping only rows within the window of one of the subject's ECGs
+        ecg_dates = cohort.select("subject_id", pl.col("ecg_time").dt.date().alias("_ecg_date")).unique()
+        omr = stream_omr(sources["omr"], ecg_dates, config.biometrics_window_days, skips, batch_rows)
+        del ecg_dates
         biometrics = feat.closest_biometrics(cohort, omr, config.biometrics_window_days).sort("_cand")
         if not biometrics["_cand"].equals(cohort["_cand"]):  # sliced per chunk below: one row per candidate
             raise RuntimeError("closest_biometrics must return exactly one row per candidate")

@@ -94,6 +94,92 @@ def load_triage(path: Path, stays: pl.Series, skips: SkipLog, batch_rows: int) -
     return frame.unique("stay_id", keep="first", maintain_order=True)
 
 
+class _BatchSkips:
+    """One skip rule counted over a stream: the total, and the first rows (in file order) as examples.
+
+    Each batch contributes its count and its first `MAX_EXAMPLES` rows; batches come in file order,
+    so the first rows kept are the first rows of the whole table — the same examples a whole-table
+    pass reports, without holding the table.
+    """
+
+    def __init__(self, key: str, columns: tuple[str, ...]) -> None:
+        self.key, self.columns = key, columns
+        self.count = 0
+        self.first: list[pl.DataFrame] = []
+        self.kept = 0
+
+    def add(self, rows: pl.DataFrame) -> None:
+        self.count += rows.height
+        if rows.height and self.kept < MAX_EXAMPLES:
+            self.first.append(rows.head(MAX_EXAMPLES - self.kept))
+            self.kept += self.first[-1].height
+
+    def report(self, skips: SkipLog, path: Path) -> None:
+        rows = pl.concat(self.first, how="diagonal_relaxed") if self.first else pl.DataFrame()
+        skips.add(self.key, self.count, row_examples(rows, path, self.columns))
+
+
+TRIAGE_READ_COLUMNS: dict[str, type[pl.Int64] | type[pl.String]] = {
+    "stay_id": pl.Int64,
+    "acuity": pl.String,
+    **dict.fromkeys(VITAL_COLUMNS, pl.String),
+}
+ACUITY_LEVELS = [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def stream_triage(
+    path: Path,
+    intimes: pl.DataFrame,
+    skips: SkipLog,
+    batch_rows: int,
+    vitals_sink: Callable[[pl.DataFrame], None] | None,
+) -> pl.DataFrame:
+    """`load_triage` batch by batch, keeping only stay_id and acuity (float); the triage vitals are
+    cleaned per batch (`clean_vitals` of the rows at `intimes`: stay_id, charttime) and go to
+    `vitals_sink` (None: not used), so the wide text table is never held for the whole cohort.
+
+    Same rows, counts and examples as `load_triage` + `clean_vitals` of the whole table: a stay's
+    first triage row (file order) wins, bad acuities are counted before that deduplication.
+    """
+    acuity_skips = _BatchSkips("triage.bad_acuity", ("stay_id", "acuity"))
+    order = {name: i for i, name in enumerate(VITAL_COLUMNS)}
+    vital_skips = {key: _BatchSkips(key, cols) for key, cols in VITAL_SKIP_EXAMPLE_COLUMNS.items()}
+    vital_candidates: dict[str, list[pl.DataFrame]] = {key: [] for key in VITAL_SKIP_EXAMPLE_COLUMNS}
+    seen: set[int] = set()
+    kept: list[pl.DataFrame] = []
+    for batch in stream_csv(path, TRIAGE_READ_COLUMNS, batch_rows, keep=_in("stay_id", intimes["stay_id"])):
+        batch = batch.with_columns(parse_floats("acuity").alias("_acuity"))
+        acuity_skips.add(batch.filter(pl.col("acuity").is_not_null() & ~pl.col("_acuity").is_in(ACUITY_LEVELS)))
+        first = batch.filter(pl.col("stay_id").is_first_distinct() & ~pl.col("stay_id").is_in(list(seen)))
+        seen.update(first["stay_id"].to_list())
+        first = first.with_columns(
+            pl.when(pl.col("_acuity").is_in(ACUITY_LEVELS)).then(pl.col("_acuity")).otherwise(None).alias("acuity")
+        ).drop("_acuity")
+        kept.append(first.select("stay_id", "acuity"))
+        if vitals_sink is None:
+            continue
+        at_intime = first.join(intimes, on="stay_id", maintain_order="left").drop("acuity")
+        long, rejects = clean_vitals_with_rejects(at_intime)
+        for key, rows in rejects.items():
+            vital_skips[key].count += rows.height
+            if rows.height:
+                vital_candidates[key].append(
+                    rows.with_columns(pl.col("name").replace_strict(order, return_dtype=pl.Int64).alias("_vital"))
+                    .sort("_vital", "_row")
+                    .group_by("_vital", maintain_order=True)
+                    .head(MAX_EXAMPLES)
+                )
+        vitals_sink(long)
+    acuity_skips.report(skips, path)
+    if vitals_sink is not None:
+        for key, parts in vital_candidates.items():
+            vital_skips[key].first = [pl.concat(parts).sort("_vital", "_row").head(MAX_EXAMPLES)] if parts else []
+            vital_skips[key].report(skips, path)
+    if not kept:
+        return pl.DataFrame(schema={"stay_id": pl.Int64, "acuity": pl.Float64})
+    return pl.concat(kept)
+
+
 VITALSIGN_READ_COLUMNS: dict[str, type[pl.Int64] | type[pl.String]] = {
     "stay_id": pl.Int64,
     "charttime": pl.String,
@@ -189,24 +275,71 @@ def clean_vitals_with_rejects(wide: pl.DataFrame) -> tuple[pl.DataFrame, dict[st
     return long.filter(plausible).select("stay_id", "charttime", "name", "value"), rejects
 
 
+OMR_READ_COLUMNS: dict[str, type[pl.Int64] | type[pl.String]] = {
+    "subject_id": pl.Int64,
+    "chartdate": pl.String,
+    "result_name": pl.String,
+    "result_value": pl.String,
+}
+
+
+def stream_omr(path: Path, ecg_dates: pl.DataFrame, window_days: int, skips: SkipLog, batch_rows: int) -> pl.DataFrame:
+    """`load_omr` parsed batch by batch, keeping only rows that `closest_biometrics` can use: cohort
+    subjects, the biometrics, and dates within ±`window_days` of one of that subject's ECG dates
+    (`ecg_dates`: subject_id, _ecg_date). Skip counts and examples are those of `load_omr` (every
+    cohort row is checked; the window only drops valid rows no record can use).
+    """
+    checks = {
+        "omr.bad_chartdate": _BatchSkips("omr.bad_chartdate", ("subject_id", "chartdate")),
+        "omr.non_numeric": _BatchSkips("omr.non_numeric", ("result_name", "result_value")),
+        "omr.implausible_value": _BatchSkips("omr.implausible_value", ("result_name", "result_value")),
+    }
+    keep = _in("subject_id", ecg_dates["subject_id"]) & pl.col("result_name").is_in(list(OMR_BIOMETRICS))
+    kept: list[pl.DataFrame] = []
+    for batch in stream_csv(path, OMR_READ_COLUMNS, batch_rows, keep=keep):
+        rows, rejects = _parsed_omr(batch)
+        for key, bad in rejects.items():
+            checks[key].add(bad)
+        near = (
+            rows.select("_row", "subject_id", "chartdate")
+            .join(ecg_dates, on="subject_id")
+            .filter((pl.col("chartdate") - pl.col("_ecg_date")).dt.total_days().abs() <= window_days)
+        )
+        kept.append(rows.filter(pl.col("_row").is_in(near["_row"].implode())).drop("_row"))
+    for check in checks.values():
+        check.report(skips, path)
+    if not kept:
+        return pl.DataFrame(
+            schema={"subject_id": pl.Int64, "chartdate": pl.Date, "feature": pl.String, "value": pl.Float64}
+        )
+    return pl.concat(kept)
+
+
 def load_omr(path: Path, subjects: pl.Series, skips: SkipLog, batch_rows: int) -> pl.DataFrame:
     """subject_id, chartdate, feature (height_cm / weight_kg / bmi), value in the store's unit."""
     frame = read_csv(
         path,
-        {
-            "subject_id": pl.Int64,
-            "chartdate": pl.String,
-            "result_name": pl.String,
-            "result_value": pl.String,
-        },
+        OMR_READ_COLUMNS,
         batch_rows=batch_rows,
         keep=_in("subject_id", subjects) & pl.col("result_name").is_in(list(OMR_BIOMETRICS)),
-    ).with_columns(parse_dates("chartdate").alias("_date"), parse_floats("result_value").alias("_value"))
-    bad_date = frame.filter(pl.col("_date").is_null())
-    skips.add("omr.bad_chartdate", bad_date.height, row_examples(bad_date, path, ("subject_id", "chartdate")))
+    )
+    rows, rejects = _parsed_omr(frame)
+    skips.add(
+        "omr.bad_chartdate",
+        rejects["omr.bad_chartdate"].height,
+        row_examples(rejects["omr.bad_chartdate"], path, ("subject_id", "chartdate")),
+    )
+    for key in ("omr.non_numeric", "omr.implausible_value"):
+        skips.add(key, rejects[key].height, row_examples(rejects[key], path, ("result_name", "result_value")))
+    return rows.drop("_row")
+
+
+def _parsed_omr(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+    """omr text rows → (_row, subject_id, chartdate, feature, value) and the rejected rows per skip rule."""
+    frame = frame.with_columns(parse_dates("chartdate").alias("_date"), parse_floats("result_value").alias("_value"))
+    rejects = {"omr.bad_chartdate": frame.filter(pl.col("_date").is_null())}
     frame = frame.filter(pl.col("_date").is_not_null())
-    bad_value = frame.filter(pl.col("_value").is_null() | ~pl.col("_value").is_finite())
-    skips.add("omr.non_numeric", bad_value.height, row_examples(bad_value, path, ("result_name", "result_value")))
+    rejects["omr.non_numeric"] = frame.filter(pl.col("_value").is_null() | ~pl.col("_value").is_finite())
     frame = frame.filter(pl.col("_value").is_not_null() & pl.col("_value").is_finite())
     frame = frame.with_columns(
         pl.col("result_name")
@@ -222,13 +355,9 @@ def load_omr(path: Path, subjects: pl.Series, skips: SkipLog, batch_rows: int) -
     lower = pl.col("feature").replace_strict({k: v[0] for k, v in BIOMETRIC_RANGES.items()}, return_dtype=pl.Float64)
     upper = pl.col("feature").replace_strict({k: v[1] for k, v in BIOMETRIC_RANGES.items()}, return_dtype=pl.Float64)
     plausible = (pl.col("value") >= lower) & (pl.col("value") <= upper)
-    implausible = frame.filter(~plausible)
-    skips.add(
-        "omr.implausible_value",
-        implausible.height,
-        row_examples(implausible, path, ("result_name", "result_value")),
-    )
-    return frame.filter(plausible).select("subject_id", pl.col("_date").alias("chartdate"), "feature", "value")
+    rejects["omr.implausible_value"] = frame.filter(~plausible)
+    kept = frame.filter(plausible).select("_row", "subject_id", pl.col("_date").alias("chartdate"), "feature", "value")
+    return kept, rejects
 
 
 def load_d_labitems(path: Path, batch_rows: int) -> pl.DataFrame:
