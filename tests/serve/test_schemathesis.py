@@ -11,6 +11,7 @@ integration, which reads a pytest-internal attribute that pytest 9 removed.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,10 @@ from ecgkt.serve.app import create_app
 from ecgkt.serve.settings import ServeSettings
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-EXAMPLES_PER_OPERATION = 30
+# The default run is derandomized (the same examples every time, so CI is reproducible);
+# ECGKT_FUZZ_EXAMPLES=1000 ECGKT_FUZZ_RANDOM=1 fuzzes deeper with fresh random examples.
+EXAMPLES_PER_OPERATION = int(os.environ.get("ECGKT_FUZZ_EXAMPLES", "30"))
+RANDOM_EXAMPLES = os.environ.get("ECGKT_FUZZ_RANDOM") == "1"
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +52,11 @@ def test_no_server_errors(api_schema: schemathesis.BaseSchema, label: str) -> No
 
     @given(case=operation.as_strategy())
     @settings(
-        max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+        derandomize=not RANDOM_EXAMPLES,
     )
     def run(case: schemathesis.Case) -> None:
         response = case.call_and_validate(checks=CHECKS)
