@@ -1,16 +1,39 @@
-"""Writing a text file so that a reader sees the old content or the new one, never half of it.
+"""Writing a file so that a reader sees the old content or the new one, never half of it.
 
 Every command that writes results (configs, bundle sidecars, reports, prediction tables, benchmark
-results) goes through `write_text_atomically`: the text goes to a temporary file in the target's
-folder (same file system, so the rename is atomic) and replaces the target with `os.replace`. A
-failure or a kill mid-write leaves the previous file intact and removes the temporary file.
+results) goes through `write_text_atomically`; writers of other formats (PDF and PNG reports, the
+build's Parquet parts) go through `replacing`. Either way the content goes to a temporary file in
+the target's folder (same file system, so the rename is atomic) that replaces the target with
+`os.replace`. A failure or a kill mid-write leaves the previous file intact and removes the
+temporary file.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+
+@contextmanager
+def replacing(path: str | os.PathLike[str], *, suffix: str = "", create_parent: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write to; it replaces `path` when the block succeeds
+    and is removed when it fails. `suffix` ends the temporary name (some writers pick the format
+    from it). `create_parent=False`: a missing folder is an error rather than a new folder.
+    """
+    target = Path(path)
+    if create_parent:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def write_text_atomically(
@@ -21,15 +44,6 @@ def write_text_atomically(
     `create_parent=False` for files that belong inside an existing folder (a bundle): a missing
     folder is then an error rather than a new, incomplete folder.
     """
-    target = Path(path)
-    if create_parent:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline=newline) as stream:
-            stream.write(text)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
+    with replacing(path, create_parent=create_parent) as temporary:
+        temporary.write_text(text, encoding="utf-8", newline=newline)
+    return Path(path)

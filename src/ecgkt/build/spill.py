@@ -13,13 +13,14 @@ half-written part; a folder of parts is only trusted by the caller once its stag
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
+
+from ecgkt.atomic_files import replacing
 
 CHUNK_COLUMN = "_chunk"
 
@@ -53,10 +54,8 @@ def chunk_bounds(chunks: NDArray[np.int64]) -> list[tuple[int, int]]:
 
 def write_parquet_atomically(frame: pl.DataFrame, path: Path) -> None:
     """Temp file then rename: a reader never sees a half-written part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.write_parquet(tmp)
-    os.replace(tmp, path)
+    with replacing(path, suffix=".tmp") as temporary:
+        frame.write_parquet(temporary)
 
 
 class ChunkSpill:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import tempfile
 import threading
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike, NDArray
 
+from ecgkt.atomic_files import replacing
 from ecgkt.signals.leads import CANONICAL_LEADS
 
 PAPER_SPEED_MM_PER_S = 25.0
@@ -168,17 +167,9 @@ def _draw_separators(axes: matplotlib.axes.Axes, baseline: float) -> None:
 
 def save_png(figure: Figure, path: Path | str, *, dpi: int = 200) -> Path:
     """Write a PNG atomically (temporary file in the same folder, then rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".png", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            figure.savefig(stream, format="png", dpi=dpi, facecolor=figure.get_facecolor())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
+    with replacing(path, suffix=".png") as temporary:
+        figure.savefig(temporary, format="png", dpi=dpi, facecolor=figure.get_facecolor())
+    return Path(path)
 
 
 def figure_to_svg(figure: Figure) -> str:

@@ -7,14 +7,13 @@ PdfPages keeps the dependency list short (no HTML-to-PDF engine); the tracing pa
 
 from __future__ import annotations
 
-import os
-import tempfile
 import textwrap
 from pathlib import Path
 
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from ecgkt.atomic_files import replacing
 from ecgkt.report.ecg_plot import FIGURE_MM, plot_12lead
 from ecgkt.report.html import ReportContent
 from ecgkt.signals.readers import EcgInput
@@ -92,19 +91,11 @@ def _text_pages(content: ReportContent) -> list[Figure]:
 
 def write_report_pdf(path: Path, content: ReportContent, ecg: EcgInput) -> Path:
     """Write the PDF atomically (temporary file in the same folder, then rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".pdf", dir=target.parent)
-    os.close(handle)
-    try:
-        with PdfPages(temporary, metadata={"Title": f"ECG report — {content.source_name}", "Creator": "ecgkt"}) as pdf:
-            pdf.savefig(
-                plot_12lead(ecg.signal_mv, ecg.sampling_rate_hz, title=_plain(f"12-lead ECG — {content.source_name}"))
-            )
-            for page in _text_pages(content):
-                pdf.savefig(page)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
+    metadata = {"Title": f"ECG report — {content.source_name}", "Creator": "ecgkt"}
+    with replacing(path, suffix=".pdf") as temporary, PdfPages(temporary, metadata=metadata) as pdf:
+        pdf.savefig(
+            plot_12lead(ecg.signal_mv, ecg.sampling_rate_hz, title=_plain(f"12-lead ECG — {content.source_name}"))
+        )
+        for page in _text_pages(content):
+            pdf.savefig(page)
+    return Path(path)
