@@ -2,7 +2,7 @@
 
 Why: real MIMIC-IV labevents has ≈118 M rows (≈13 GB uncompressed); the builder must never load it
 whole, so its peak memory has to stay flat as the file grows. Each measurement runs
-`ecgkt.build.labevents.stream_labevents` in a *fresh* process and reads the kernel's peak RSS
+`ecgkt.cohort.labevents.stream_labevents` in a *fresh* process and reads the kernel's peak RSS
 (VmHWM). References measured in the same run, on the same files:
 - decompression only (pyarrow gzip stream read to the end, nothing parsed): the floor for time;
 - the uncompressed file size: the floor for the memory of any "load it whole" approach;
@@ -164,8 +164,8 @@ def _truncate_member(member: bytes, rows: int) -> bytes:
 
 
 def child_stream(path: Path) -> dict[str, object]:
-    from ecgkt.build.labevents import stream_labevents
-    from ecgkt.build.report import SkipLog
+    from ecgkt.cohort.labevents import stream_labevents
+    from ecgkt.cohort.report import SkipLog
     from ecgkt.mimic.labs import LAB_BY_ITEMID
 
     stays = cohort_stays()

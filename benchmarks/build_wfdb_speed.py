@@ -2,7 +2,7 @@
 
 Why: the full MIMIC-IV-ECG ED cohort is a few hundred thousand records; issue 3 asks for at least
 300 records/s on 2 cores *including* resampling 500 → 100 Hz. The measured path is exactly the
-builder's: `ecgkt.build.signals.ingest_signals` (chunked, workers write into the memory-mapped
+builder's: `ecgkt.cohort.signals.ingest_signals` (chunked, workers write into the memory-mapped
 store array and leave progress markers). References timed in the same run, on the same files:
 - `np.fromfile` of every `.dat` (I/O + int16 decode only): the floor;
 - `wfdb.rdrecord` per record (what reading with the wfdb package alone costs on this machine);
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import wfdb
 
-from ecgkt.build.signals import OK, ingest_signals, read_record
+from ecgkt.cohort.signals import OK, ingest_signals, read_record
 from ecgkt.mimic.layout import MIMIC_LEAD_ORDER, wfdb_record_dir
 from ecgkt.signals.preprocess import preprocess
 

@@ -510,9 +510,9 @@ def build_steps_child(root: Path, store: Path, result_path: Path) -> None:
     import contextlib
     from collections.abc import Iterator
 
-    from ecgkt.build import pipeline
-    from ecgkt.build.config import BuildConfig
-    from ecgkt.build.progress import BuildProgress
+    from ecgkt.cohort import pipeline
+    from ecgkt.cohort.config import BuildConfig
+    from ecgkt.cohort.progress import BuildProgress
     from ecgkt.mimic.layout import MimicFolders
 
     monitor = _SelfAnonMonitor()
@@ -600,7 +600,7 @@ def import_reference(logs: Path) -> dict[str, Any]:
     `simple_icd_10_cm` is imported lazily by the build (titles of the kept codes) and parses its
     whole ICD-10-CM catalogue on import, so it is part of every build's fixed cost.
     """
-    code = "import ecgkt.cli, ecgkt.build.commands, ecgkt.build.pipeline, simple_icd_10_cm"
+    code = "import ecgkt.cli, ecgkt.cohort.commands, ecgkt.cohort.pipeline, simple_icd_10_cm"
     runs = [run_child([sys.executable, "-c", code], logs / f"imports-{i}.log", "import reference") for i in range(2)]
     return {"modules": code, "cpu_s": min(r.cpu_s for r in runs), "wall_s": min(r.wall_s for r in runs)}
 

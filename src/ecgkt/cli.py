@@ -15,7 +15,7 @@ from ecgkt.runtime import tune_allocator
 
 COMMAND_MODULES: tuple[str, ...] = (
     "ecgkt.synth.commands",
-    "ecgkt.build.commands",
+    "ecgkt.cohort.commands",
     "ecgkt.train.commands",
     "ecgkt.predict.commands",
     "ecgkt.explain.commands",

@@ -59,8 +59,8 @@ def run_demo(
     if (store / MANIFEST_FILE).is_file():
         console.print(f"[dim]store exists, skipping build: {store}[/]")
     else:
-        from ecgkt.build.config import BuildConfig
-        from ecgkt.build.pipeline import build_store
+        from ecgkt.cohort.config import BuildConfig
+        from ecgkt.cohort.pipeline import build_store
         from ecgkt.mimic.layout import MimicFolders
 
         console.print(f"[bold cyan]▶ cohort store[/] → {store}")
@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
 def _pipeline_error_types() -> tuple[type[BaseException], ...]:
     """The synthetic generator's and the builder's user-facing errors, when those packages exist."""
     found: list[type[BaseException]] = []
-    for module_name, class_name in (("ecgkt.synth.errors", "SynthError"), ("ecgkt.build.sources", "BuildInputError")):
+    for module_name, class_name in (("ecgkt.synth.errors", "SynthError"), ("ecgkt.cohort.sources", "BuildInputError")):
         try:
             module = __import__(module_name, fromlist=[class_name])
         except ImportError:

@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ecgkt.build import features as feat
-from ecgkt.build.report import SkipLog
-from ecgkt.build.tables import clean_vitals
+from ecgkt.cohort import features as feat
+from ecgkt.cohort.report import SkipLog
+from ecgkt.cohort.tables import clean_vitals
 from ecgkt.mimic.labs import LAB_ITEMS
 
 

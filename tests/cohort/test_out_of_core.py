@@ -11,12 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 from test_resume import KilledError, _assert_same_store
 
-import ecgkt.build.pipeline as pipeline
+import ecgkt.cohort.pipeline as pipeline
 from conftest import TINY_CONFIG
-from ecgkt.build.features import closest_biometrics
-from ecgkt.build.report import SkipLog
-from ecgkt.build.spill import ChunkSpill, candidate_chunks, chunk_bounds
-from ecgkt.build.tables import (
+from ecgkt.cohort.features import closest_biometrics
+from ecgkt.cohort.report import SkipLog
+from ecgkt.cohort.spill import ChunkSpill, candidate_chunks, chunk_bounds
+from ecgkt.cohort.tables import (
     clean_vitals,
     load_omr,
     load_triage,

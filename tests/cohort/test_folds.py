@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ecgkt.build.folds import assign_folds, demographic_strata
+from ecgkt.cohort.folds import assign_folds, demographic_strata
 
 
 def _cohort(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ecgkt.build.report import SkipLog
-from ecgkt.build.sources import DEFAULT_BATCH_ROWS, parse_datetimes, parse_floats, row_examples, stream_csv
+from ecgkt.cohort.report import SkipLog
+from ecgkt.cohort.sources import DEFAULT_BATCH_ROWS, parse_datetimes, parse_floats, row_examples, stream_csv
 from ecgkt.mimic.labs import LAB_BY_ITEMID, LAB_ITEMS
 
 LABEVENTS_READ_COLUMNS: dict[str, type[pl.Int64] | type[pl.String]] = {

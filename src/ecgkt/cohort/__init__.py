@@ -1,4 +1,4 @@
 """Cohort builder: raw MIMIC-IV-ECG / MIMIC-IV / MIMIC-IV-ED folders → a dataset store (MDS-ED protocol).
 
-Public entry point: `ecgkt.build.pipeline.build_store(folders, out, config)`; see docs/data.md.
+Public entry point: `ecgkt.cohort.pipeline.build_store(folders, out, config)`; see docs/data.md.
 """

@@ -12,8 +12,8 @@ from tiny_mimic import TinyMimic
 from typer.testing import CliRunner
 
 from conftest import TINY_CONFIG
-from ecgkt.build.pipeline import build_store
-from ecgkt.build.sources import BuildInputError, resolve_sources
+from ecgkt.cohort.pipeline import build_store
+from ecgkt.cohort.sources import BuildInputError, resolve_sources
 from ecgkt.cli import app
 from ecgkt.mimic.layout import MimicFolders
 
@@ -170,7 +170,7 @@ def test_cli_builds_a_store_and_prints_the_summary(tiny_folders: MimicFolders, t
 
 
 def test_every_skip_rule_is_documented() -> None:
-    from ecgkt.build.report import SKIP_RULES
+    from ecgkt.cohort.report import SKIP_RULES
 
     docs = (Path(__file__).parents[2] / "docs" / "data.md").read_text()
     missing = [key for key in SKIP_RULES if f"`{key}`" not in docs]

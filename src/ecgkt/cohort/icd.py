@@ -22,8 +22,8 @@ import polars as pl
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from ecgkt.build.report import SkipLog
-from ecgkt.build.sources import DEFAULT_BATCH_ROWS, read_csv
+from ecgkt.cohort.report import SkipLog
+from ecgkt.cohort.sources import DEFAULT_BATCH_ROWS, read_csv
 
 MIN_CODE_LENGTH = 3
 MAX_CODE_LENGTH = 5

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import polars as pl
 
-from ecgkt.build.report import MAX_EXAMPLES, SkipLog
-from ecgkt.build.sources import parse_dates, parse_datetimes, parse_floats, read_csv, row_examples, stream_csv
+from ecgkt.cohort.report import MAX_EXAMPLES, SkipLog
+from ecgkt.cohort.sources import parse_dates, parse_datetimes, parse_floats, read_csv, row_examples, stream_csv
 from ecgkt.mimic.layout import VITAL_COLUMNS
 
 # Plausible ranges (after unit conversion); values outside are dropped and counted. Wide on purpose:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tiny_mimic import EcgSpec, lead_amplitudes, write_ecg
 
-from ecgkt.build.signals import OK, ingest_signals, read_record
+from ecgkt.cohort.signals import OK, ingest_signals, read_record
 
 WHEN = datetime(2180, 1, 1, 9, 0)
 

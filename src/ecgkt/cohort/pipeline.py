@@ -36,18 +36,18 @@ import scipy.sparse as sp
 from rich.console import Console
 
 from ecgkt import __version__
-from ecgkt.build import features as feat
-from ecgkt.build import icd, lab_labels
-from ecgkt.build.config import BuildConfig
-from ecgkt.build.folds import assign_folds, demographic_strata
-from ecgkt.build.labevents import KEPT_ROWS_SCHEMA, stream_labevents
-from ecgkt.build.matching import load_edstays, load_record_list, match_ecgs_to_stays
-from ecgkt.build.progress import BuildProgress
-from ecgkt.build.report import SkipLog, cohort_report_markdown
-from ecgkt.build.signals import OK, ingest_signals, marker_statuses
-from ecgkt.build.sources import TABLES, BuildInputError, SourcePaths, fingerprint, resolve_sources
-from ecgkt.build.spill import CHUNK_COLUMN, ChunkSpill, candidate_chunks, chunk_bounds, write_parquet_atomically
-from ecgkt.build.tables import (
+from ecgkt.cohort import features as feat
+from ecgkt.cohort import icd, lab_labels
+from ecgkt.cohort.config import BuildConfig
+from ecgkt.cohort.folds import assign_folds, demographic_strata
+from ecgkt.cohort.labevents import KEPT_ROWS_SCHEMA, stream_labevents
+from ecgkt.cohort.matching import load_edstays, load_record_list, match_ecgs_to_stays
+from ecgkt.cohort.progress import BuildProgress
+from ecgkt.cohort.report import SkipLog, cohort_report_markdown
+from ecgkt.cohort.signals import OK, ingest_signals, marker_statuses
+from ecgkt.cohort.sources import TABLES, BuildInputError, SourcePaths, fingerprint, resolve_sources
+from ecgkt.cohort.spill import CHUNK_COLUMN, ChunkSpill, candidate_chunks, chunk_bounds, write_parquet_atomically
+from ecgkt.cohort.tables import (
     load_d_labitems,
     load_patients,
     stream_omr,

@@ -60,9 +60,9 @@ def build(
     from pydantic import ValidationError
     from rich.console import Console
 
-    from ecgkt.build.config import BuildConfig
-    from ecgkt.build.pipeline import build_store
-    from ecgkt.build.sources import BuildInputError
+    from ecgkt.cohort.config import BuildConfig
+    from ecgkt.cohort.pipeline import build_store
+    from ecgkt.cohort.sources import BuildInputError
     from ecgkt.mimic.layout import MimicFolders
     from ecgkt.store import StoreError
 

@@ -11,7 +11,7 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ecgkt.build.sources import DEFAULT_BATCH_ROWS
+from ecgkt.cohort.sources import DEFAULT_BATCH_ROWS
 
 
 class BuildConfig(BaseModel):

@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ecgkt.build import lab_labels
-from ecgkt.build.labevents import _weighted_median, stream_labevents
-from ecgkt.build.report import SkipLog
+from ecgkt.cohort import lab_labels
+from ecgkt.cohort.labevents import _weighted_median, stream_labevents
+from ecgkt.cohort.report import SkipLog
 from ecgkt.mimic.labs import LAB_BY_NAME
 from ecgkt.mimic.layout import LABEVENTS_COLUMNS
 

@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ecgkt.build.config import BuildConfig
-from ecgkt.build.pipeline import build_store
+from ecgkt.cohort.config import BuildConfig
+from ecgkt.cohort.pipeline import build_store
 from ecgkt.mimic.layout import MimicFolders
 from ecgkt.store import Store
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import polars as pl
 
-from ecgkt.build.report import SkipLog
-from ecgkt.build.sources import DEFAULT_BATCH_ROWS, parse_datetimes, read_csv, row_examples
+from ecgkt.cohort.report import SkipLog
+from ecgkt.cohort.sources import DEFAULT_BATCH_ROWS, parse_datetimes, read_csv, row_examples
 
 
 def load_record_list(path: Path, skips: SkipLog, batch_rows: int = DEFAULT_BATCH_ROWS) -> pl.DataFrame:

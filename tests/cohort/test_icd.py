@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ecgkt.build import icd
-from ecgkt.build.report import SkipLog
+from ecgkt.cohort import icd
+from ecgkt.cohort.report import SkipLog
 
 
 def test_truncation_strips_placeholder_x_and_keeps_three_characters() -> None:

@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-import ecgkt.build.pipeline as pipeline
+import ecgkt.cohort.pipeline as pipeline
 from conftest import TINY_CONFIG
-from ecgkt.build.pipeline import build_store
+from ecgkt.cohort.pipeline import build_store
 from ecgkt.mimic.layout import MimicFolders
 from ecgkt.store import Store
 

@@ -12,8 +12,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from tiny_mimic import TinyMimic
 
-from ecgkt.build.config import BuildConfig
-from ecgkt.build.pipeline import build_store
+from ecgkt.cohort.config import BuildConfig
+from ecgkt.cohort.pipeline import build_store
 from ecgkt.mimic.layout import MimicFolders
 
 # Tiny cohorts cannot reach 10 positives per validation fold: the lab-label thresholds are lowered.

@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 from tiny_mimic import TinyMimic
 
-from ecgkt.build.config import BuildConfig
-from ecgkt.build.features import feature_catalogue
-from ecgkt.build.signals import read_record
+from ecgkt.cohort.config import BuildConfig
+from ecgkt.cohort.features import feature_catalogue
+from ecgkt.cohort.signals import read_record
 from ecgkt.mimic.layout import MimicFolders
 from ecgkt.signals.leads import CANONICAL_LEADS
 from ecgkt.store import Store
@@ -135,7 +135,7 @@ def test_reports_and_manifest_provenance(tiny_store: Path) -> None:
 
 
 def test_bad_records_are_counted_not_fatal(tmp_path: Path, make_mimic) -> None:  # type: ignore[no-untyped-def]
-    from ecgkt.build.pipeline import build_store
+    from ecgkt.cohort.pipeline import build_store
 
     def damage(mimic: TinyMimic) -> None:
         # ECG list: patient 0 → ecgs 0, 1 (+60 min), 2 (unmatched); 1 → 3; 2 → 4; 3 → 5; 4 → 6, 7; 5 → 8, 9; 6 → 10
