@@ -56,7 +56,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from ecgkt import __version__
 from ecgkt.atomic_files import write_text_atomically
 from ecgkt.bundle import Bundle, BundleManifest, EcgOnlyModel, load_bundle, save_bundle
+from ecgkt.bundle_runner import window_average
 from ecgkt.config import preset
+from ecgkt.evaluate.calibration import apply_temperature
 from ecgkt.explain.association import fit_association, save_association
 from ecgkt.explain.supporting_labs import MethodName, RecordOutputs, SurrogateExplainer, top_supporting_labs
 from ecgkt.explain.surrogate import fit_surrogate, save_surrogate
@@ -68,8 +70,6 @@ from ecgkt.predict.engine import (
     LabSupport,
     PredictionResult,
     Predictor,
-    apply_temperature,
-    window_average,
 )
 from ecgkt.signals import readers
 from ecgkt.signals.preprocess import PreprocessSpec, interpolate_nans, resample_reference

@@ -84,12 +84,12 @@ def build_benchmark_bundle(folder: Path) -> Path:
     import torch
 
     from ecgkt.bundle import BundleManifest, EcgOnlyModel, load_bundle, save_bundle
+    from ecgkt.bundle_runner import torch_runner, window_average
     from ecgkt.config import preset
     from ecgkt.explain.surrogate import fit_surrogate, save_surrogate
     from ecgkt.export.parity import PARITY_ECGS, write_synthetic_wfdb
     from ecgkt.mimic.labs import LAB_ITEMS
     from ecgkt.models.config import HeadConfig
-    from ecgkt.predict.engine import torch_runner, window_average
     from ecgkt.signals.readers import prepare_windows, read_ecg
 
     torch.manual_seed(0)

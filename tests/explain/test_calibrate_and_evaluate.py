@@ -12,6 +12,7 @@ from predict_samples import DIAGNOSES, LABS
 from typer.testing import CliRunner
 
 from ecgkt.bundle import load_bundle
+from ecgkt.bundle_runner import window_average
 from ecgkt.cli import app
 from ecgkt.explain.association import load_association
 from ecgkt.explain.calibrate_bundle import REPORT_FILE, calibrate_bundle
@@ -20,7 +21,6 @@ from ecgkt.explain.ground_truth import GroundTruthError, ground_truth_drivers, l
 from ecgkt.explain.store_outputs import fold_outputs
 from ecgkt.explain.supporting_labs import phi_association
 from ecgkt.explain.surrogate import SURROGATE_FILE
-from ecgkt.predict.engine import window_average
 from ecgkt.store import Store
 
 runner = CliRunner()

@@ -9,13 +9,13 @@ import pytest
 from predict_samples import DIAGNOSES, LABS, make_bundle, realistic_ecg_mv
 
 from ecgkt.bundle import load_bundle
+from ecgkt.bundle_runner import window_average
+from ecgkt.evaluate.calibration import apply_temperature
 from ecgkt.predict.engine import (
     FALLBACK_NOTE,
     UNCALIBRATED_NOTE,
     Predictor,
-    apply_temperature,
     explanation_method_of,
-    window_average,
 )
 from ecgkt.signals.leads import CANONICAL_LEADS
 from ecgkt.signals.readers import read_ecg_array

@@ -16,6 +16,8 @@ from predict_samples import DIAGNOSES, LABS, make_bundle, realistic_ecg_mv
 
 from ecgkt import __version__
 from ecgkt.bundle import load_bundle
+from ecgkt.bundle_runner import window_average
+from ecgkt.evaluate.calibration import apply_temperature
 from ecgkt.explain.association import fit_association, save_association
 from ecgkt.explain.supporting_labs import (
     RecordOutputs,
@@ -30,8 +32,6 @@ from ecgkt.predict.engine import (
     LabSupport,
     PredictionResult,
     Predictor,
-    apply_temperature,
-    window_average,
 )
 from ecgkt.signals.leads import CANONICAL_LEADS
 from ecgkt.signals.readers import EcgInput, prepare_windows, read_ecg_array

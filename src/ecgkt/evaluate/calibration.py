@@ -21,6 +21,8 @@ from ecgkt.evaluate.metrics import FloatArray, MetricInputError, check_targets_a
 ThresholdRule = Literal["youden", "f1"]
 TEMPERATURE_BOUNDS = (1e-3, 1e3)
 UNDEFINED_THRESHOLD = 0.5
+# The decision threshold of a label with no stored one (an uncalibrated bundle).
+DEFAULT_THRESHOLD = 0.5
 
 
 def _check_probabilities(y_true: ArrayLike, y_prob: ArrayLike) -> tuple[FloatArray, FloatArray]:
@@ -113,3 +115,19 @@ def choose_thresholds(y_true: ArrayLike, y_prob: ArrayLike, rule: ThresholdRule 
         if labels.size and labels.min() != labels.max():
             thresholds[k] = _best_threshold(labels, probs[known, k], rule)
     return thresholds
+
+
+def apply_temperature(probability: NDArray[np.floating], temperature: float | None) -> NDArray[np.float32]:
+    """σ(logit(p) / T); identity when T is None (uncalibrated bundle)."""
+    p = np.asarray(probability, dtype=np.float64)
+    if temperature is None:
+        return p.astype(np.float32)
+    clipped = np.clip(p, 1e-7, 1 - 1e-7)
+    scaled = (np.log(clipped) - np.log1p(-clipped)) / temperature
+    return (0.5 * (1.0 + np.tanh(0.5 * scaled))).astype(np.float32)
+
+
+def thresholds_for(labels: list[str], stored: dict[str, float] | None) -> NDArray[np.float32]:
+    """Each label's stored decision threshold, DEFAULT_THRESHOLD where none is stored."""
+    stored = stored or {}
+    return np.array([stored.get(label, DEFAULT_THRESHOLD) for label in labels], dtype=np.float32)

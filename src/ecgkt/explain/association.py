@@ -24,7 +24,8 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ecgkt.atomic_files import write_text_atomically
-from ecgkt.explain.supporting_labs import ExplanationError, RecordOutputs, phi_association
+from ecgkt.explain.base import ExplanationError, RecordOutputs
+from ecgkt.explain.supporting_labs import phi_association
 
 ASSOCIATION_FILE = "explanation_association.json"
 

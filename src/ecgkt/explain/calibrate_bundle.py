@@ -28,11 +28,16 @@ from pydantic import BaseModel
 
 from ecgkt.atomic_files import write_text_atomically
 from ecgkt.bundle import MANIFEST_FILE, Bundle, BundleManifest, load_bundle
-from ecgkt.evaluate.calibration import ThresholdRule, choose_thresholds, expected_calibration_error, fit_temperature
+from ecgkt.evaluate.calibration import (
+    ThresholdRule,
+    apply_temperature,
+    choose_thresholds,
+    expected_calibration_error,
+    fit_temperature,
+)
 from ecgkt.explain.association import fit_association, save_association
 from ecgkt.explain.store_outputs import FoldOutputs, fold_outputs, label_columns
 from ecgkt.explain.surrogate import fit_surrogate, logit, save_surrogate
-from ecgkt.predict.engine import apply_temperature
 from ecgkt.store import Store
 
 REPORT_FILE = "calibration_report.json"
@@ -181,8 +186,6 @@ def write_manifest(bundle: Bundle, manifest: BundleManifest) -> Path:
     return write_text_atomically(
         bundle.path / MANIFEST_FILE, manifest.model_dump_json(indent=2) + "\n", create_parent=False
     )
-
-
 
 
 def read_calibration_report(bundle_path: Path) -> dict[str, Any] | None:

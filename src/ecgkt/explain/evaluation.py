@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel
 
 from ecgkt.bundle import Bundle, load_bundle
+from ecgkt.evaluate.calibration import apply_temperature, thresholds_for
 from ecgkt.evaluate.metrics import masked_auroc_per_label
 from ecgkt.explain.association import AssociationExplainer, fit_association
 from ecgkt.explain.ground_truth import GroundTruth, ground_truth_drivers, load_graph
@@ -47,7 +48,6 @@ from ecgkt.explain.supporting_labs import (
     SurrogateExplainer,
 )
 from ecgkt.explain.surrogate import LabSurrogate, fit_surrogate, logit
-from ecgkt.predict.engine import apply_temperature, thresholds_for
 from ecgkt.store import Split, Store
 
 MIN_CASES = 10

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ecgkt.bundle import Bundle
-from ecgkt.predict.engine import Runner, torch_runner, window_average
+from ecgkt.bundle_runner import Runner, torch_runner, window_average
 from ecgkt.signals.windows import plan_windows, split_windows
 from ecgkt.store import Split, Store
 

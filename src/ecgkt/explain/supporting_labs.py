@@ -27,59 +27,46 @@ the default is the one that measured best (docs/explanations.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol, get_args
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
+from ecgkt.explain.base import (
+    BASELINE_METHODS,
+    DEFAULT_TOP_LABS,
+    METHOD_NAMES,
+    ExplanationError,
+    MethodName,
+    RecordOutputs,
+    SupportExplainer,
+)
+
 if TYPE_CHECKING:
     from ecgkt.bundle import EcgOnlyModel
     from ecgkt.explain.surrogate import LabSurrogate
 
-MethodName = Literal[
-    "association",
-    "gradient",
-    "gradient_x_probability",
-    "surrogate",
-    "surrogate_centered",
-    "cooccurrence",
-    "probability",
-    "random",
+__all__ = [
+    "BASELINE_METHODS",
+    "DEFAULT_TOP_LABS",
+    "METHOD_NAMES",
+    "CooccurrenceBaseline",
+    "ExplanationError",
+    "GradientAlignment",
+    "MethodName",
+    "ProbabilityBaseline",
+    "RandomBaseline",
+    "RecordOutputs",
+    "Support",
+    "SupportExplainer",
+    "SurrogateExplainer",
+    "phi_association",
+    "ranked_rows",
+    "top_supporting_labs",
+    "top_supporting_labs_rows",
 ]
-METHOD_NAMES: tuple[MethodName, ...] = get_args(MethodName)
-BASELINE_METHODS: frozenset[str] = frozenset({"cooccurrence", "probability", "random"})
-DEFAULT_TOP_LABS = 5
-
-
-class ExplanationError(RuntimeError):
-    """An explanation method that cannot run (e.g. a surrogate fitted for other labels)."""
-
-
-@dataclass(frozen=True)
-class RecordOutputs:
-    """What the explainers may look at for N records.
-
-    `windows` (N, W, 12, L) is only needed by the gradient methods; probabilities are the raw
-    (uncalibrated) window averages, the quantity the surrogate was fitted on.
-    """
-
-    lab_probability: NDArray[np.float32]  # (N, P)
-    diagnosis_probability: NDArray[np.float32]  # (N, K)
-    windows: NDArray[np.float32] | None = None  # (N, W, 12, L)
-
-    @property
-    def n_records(self) -> int:
-        return int(self.lab_probability.shape[0])
-
-
-class SupportExplainer(Protocol):
-    """A method scoring every (diagnosis, lab) pair of every record: (N, K, P)."""
-
-    name: str
-
-    def scores(self, outputs: RecordOutputs) -> NDArray[np.float32]: ...
 
 
 @dataclass(frozen=True)

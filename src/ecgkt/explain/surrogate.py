@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ecgkt.atomic_files import write_text_atomically
-from ecgkt.explain.supporting_labs import ExplanationError
+from ecgkt.explain.base import ExplanationError
 
 SURROGATE_FILE = "explanation_surrogate.json"
 SURROGATE_FORMAT_VERSION = 1

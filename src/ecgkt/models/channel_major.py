@@ -28,17 +28,26 @@ them on several shapes).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ecgkt.models.blocks import ResidualS4Block
 from ecgkt.models.s4 import FFT_CHUNK_BYTES, S4Layer, fft_length
 
-if TYPE_CHECKING:
-    from ecgkt.models.encoders import EcgEncoder, ResidualS4Block
+
+class EcgEncoder(Protocol):
+    """What this forward reads of `ecgkt.models.encoders.EcgEncoder` (typed structurally so the
+    encoder module, which calls this one, is not imported back)."""
+
+    input_projection: nn.Conv1d
+    layers: nn.ModuleList
+
+    def modules(self) -> Iterator[nn.Module]: ...
 
 
 def channel_major_applies(encoder: EcgEncoder, x: Tensor) -> bool:
@@ -64,7 +73,7 @@ def encode_channel_major(encoder: EcgEncoder, x: Tensor) -> Tensor:
     h = _linear_by_column(columns.from_input(x), projection.weight.squeeze(-1), projection.bias)
     padded = columns.fft_buffer(h)  # shared by the blocks: only [..., :L] is ever written
     for block in encoder.layers:
-        h = _block(cast("ResidualS4Block", block), h, columns, padded)
+        h = _block(cast(ResidualS4Block, block), h, columns, padded)
     return columns.mean_over_time(h)
 
 

@@ -12,37 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ecgkt.models.blocks import ResidualS4Block
 from ecgkt.models.channel_major import channel_major_applies, encode_channel_major
 from ecgkt.models.config import EcgEncoderConfig, TabularEncoderConfig
-from ecgkt.models.s4 import MaskDropout, S4Layer
 
 # Without autograd, EcgEncoder runs large batches in chunks of this many records: at batch 128 and
 # d_model 512 each activation is 65–130 MB, falls out of cache and is page-faulted in fresh on every
 # allocation; chunks of 16 ran 2.2× faster on CPU (docs/performance.md). Records are independent
 # (LayerNorm, no BatchNorm), so the result is the same.
 INFERENCE_CHUNK = 16
-
-
-class ResidualS4Block(nn.Module):
-    """x ← LayerNorm(x + Dropout(S4Layer(x))) on channels-last (B, L, H): the post-norm residual
-    block of S4 models. Channels-last because LayerNorm normalises the feature axis, which must be
-    the last one: the (B, H, L) layout cost two full transposes per block (docs/performance.md)."""
-
-    def __init__(self, config: EcgEncoderConfig) -> None:
-        super().__init__()
-        self.s4 = S4Layer(
-            config.d_model,
-            config.d_state,
-            bidirectional=config.bidirectional,
-            dropout=config.dropout,
-            dt_min=config.dt_min,
-            dt_max=config.dt_max,
-        )
-        self.dropout = MaskDropout(config.dropout)
-        self.norm = nn.LayerNorm(config.d_model)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.norm(x + self.dropout(self.s4(x, channels_last=True)))
 
 
 class EcgEncoder(nn.Module):
@@ -136,16 +114,12 @@ class TabularEncoder(nn.Module):
     Training-mode BatchNorm needs batches of at least 2 records (use drop_last in loaders).
     """
 
-    def __init__(
-        self, n_numeric: int, categorical_cardinalities: Sequence[int], config: TabularEncoderConfig
-    ) -> None:
+    def __init__(self, n_numeric: int, categorical_cardinalities: Sequence[int], config: TabularEncoderConfig) -> None:
         super().__init__()
         if n_numeric < 0:
             raise ValueError(f"n_numeric must be >= 0, got {n_numeric}")
         if any(card <= 0 for card in categorical_cardinalities):
-            raise ValueError(
-                f"categorical cardinalities must be positive, got {list(categorical_cardinalities)}"
-            )
+            raise ValueError(f"categorical cardinalities must be positive, got {list(categorical_cardinalities)}")
         self.config = config
         self.n_numeric = n_numeric
         self.categorical_cardinalities = [int(card) for card in categorical_cardinalities]
@@ -166,14 +140,10 @@ class TabularEncoder(nn.Module):
 
     def forward(self, numeric: Tensor, categorical: Tensor) -> Tensor:
         if numeric.dim() != 2 or numeric.shape[1] != self.n_numeric:
-            raise ValueError(
-                f"expected numeric of shape (batch, {self.n_numeric}), got {tuple(numeric.shape)}"
-            )
+            raise ValueError(f"expected numeric of shape (batch, {self.n_numeric}), got {tuple(numeric.shape)}")
         n_categorical = len(self.embeddings)
         if categorical.dim() != 2 or categorical.shape[1] != n_categorical:
-            raise ValueError(
-                f"expected categorical of shape (batch, {n_categorical}), got {tuple(categorical.shape)}"
-            )
+            raise ValueError(f"expected categorical of shape (batch, {n_categorical}), got {tuple(categorical.shape)}")
         parts = [numeric.float()]
         columns = zip(self.embeddings, self.categorical_cardinalities, strict=True)
         for column, (embedding, card) in enumerate(columns):

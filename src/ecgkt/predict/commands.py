@@ -10,46 +10,13 @@ line naming the file and exits with code 2; `--skip-errors` instead skips it, co
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import typer
 
 from ecgkt.cli_errors import cli_error
-
-if TYPE_CHECKING:
-    from ecgkt.explain.supporting_labs import MethodName
+from ecgkt.cli_options import prediction_options
 
 FORMATS = ("json", "csv")
-
-
-def prediction_options(
-    units: str, missing_leads: str, sampling_rate: float | None, leads: str | None, explanation: str | None
-) -> tuple[dict[str, Any], MethodName | None]:
-    """Validate the options `predict` and `report` share: `read_ecg` keywords and the explanation method.
-
-    Raises ValueError naming the option, so both commands report bad options the same way.
-    """
-    from ecgkt.predict.engine import prediction_method
-
-    reader_kwargs = reader_options(units, missing_leads, sampling_rate, leads)
-    try:
-        return reader_kwargs, prediction_method(explanation)
-    except ValueError as error:
-        raise ValueError(f"--explanation: {error}") from None
-
-
-def reader_options(units: str, missing_leads: str, sampling_rate: float | None, leads: str | None) -> dict[str, Any]:
-    """The input-reading options as `read_ecg` keywords; ValueError names the bad option."""
-    if units.lower() not in ("auto", "mv", "uv", "µv"):
-        raise ValueError(f"--units must be auto, mV or uV, got {units!r}")
-    if missing_leads not in ("error", "zero"):
-        raise ValueError(f"--missing-leads must be error or zero, got {missing_leads!r}")
-    options: dict[str, Any] = {"missing_leads": missing_leads, "units": units}
-    if sampling_rate is not None:
-        options["sampling_rate_hz"] = sampling_rate
-    if leads is not None:
-        options["lead_names"] = [name.strip() for name in leads.split(",") if name.strip()]
-    return options
 
 
 def register(app: typer.Typer) -> None:

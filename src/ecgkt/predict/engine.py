@@ -16,17 +16,17 @@ numbers. The evaluation path mirrors training exactly:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 from pydantic import BaseModel
 
 from ecgkt import __version__
-from ecgkt.bundle import Bundle, BundleManifest, EcgOnlyModel, load_bundle
+from ecgkt.bundle import Bundle, BundleManifest, load_bundle
+from ecgkt.bundle_runner import Runner, torch_runner, window_average
+from ecgkt.evaluate.calibration import apply_temperature, thresholds_for
 from ecgkt.explain.association import AssociationExplainer, load_association
 from ecgkt.explain.supporting_labs import (
     DEFAULT_TOP_LABS,
@@ -41,27 +41,15 @@ from ecgkt.explain.surrogate import load_surrogate
 from ecgkt.signals.preprocess import PreprocessSpec
 from ecgkt.signals.readers import EcgInput, prepare_windows, read_ecg
 
-DEFAULT_THRESHOLD = 0.5
 # Chosen by `ecgkt explain-eval` on the synthetic cohort; see docs/explanations.md.
 DEFAULT_EXPLANATION: MethodName = "association"
 # Used when the default needs something the bundle lacks (before `ecgkt calibrate`).
 FALLBACK_EXPLANATION: MethodName = "gradient_x_probability"
-RUNNER_CHUNK_WINDOWS = 64
 FALLBACK_NOTE = (
     "bundle has no fitted explanation (run `ecgkt calibrate`): supporting labs ranked by "
     "gradient alignment × lab probability instead"
 )
 UNCALIBRATED_NOTE = "bundle not calibrated (run `ecgkt calibrate`): raw probabilities, thresholds 0.5"
-
-PREDICTION_METHODS: tuple[MethodName, ...] = (
-    "association",
-    "surrogate",
-    "surrogate_centered",
-    "gradient",
-    "gradient_x_probability",
-)
-
-Runner = Callable[[NDArray[np.float32]], tuple[NDArray[np.float32], NDArray[np.float32]]]
 
 
 class LabSupport(BaseModel):
@@ -97,43 +85,6 @@ class PredictionResult(BaseModel):
     labs: list[LabPrediction]
 
 
-def torch_runner(model: EcgOnlyModel, chunk_windows: int = RUNNER_CHUNK_WINDOWS) -> Runner:
-    """Windows (W, 12, L) → per-window (diagnosis logits, lab logits) from the torch model."""
-
-    def run(windows: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        diag_parts, lab_parts = [], []
-        with torch.inference_mode():
-            for start in range(0, windows.shape[0], chunk_windows):
-                batch = torch.from_numpy(np.ascontiguousarray(windows[start : start + chunk_windows], np.float32))
-                diag, lab = model(batch)
-                diag_parts.append(diag.float().numpy())
-                lab_parts.append(lab.float().numpy())
-        return np.concatenate(diag_parts).astype(np.float32), np.concatenate(lab_parts).astype(np.float32)
-
-    return run
-
-
-def window_average(logits: NDArray[np.floating]) -> NDArray[np.float32]:
-    """Mean of the window sigmoids along axis -2: (…, W, C) → (…, C). The training-time evaluation."""
-    values = np.asarray(logits, dtype=np.float64)
-    return (0.5 * (1.0 + np.tanh(0.5 * values))).mean(axis=-2).astype(np.float32)
-
-
-def apply_temperature(probability: NDArray[np.floating], temperature: float | None) -> NDArray[np.float32]:
-    """σ(logit(p) / T); identity when T is None (uncalibrated bundle)."""
-    p = np.asarray(probability, dtype=np.float64)
-    if temperature is None:
-        return p.astype(np.float32)
-    clipped = np.clip(p, 1e-7, 1 - 1e-7)
-    scaled = (np.log(clipped) - np.log1p(-clipped)) / temperature
-    return (0.5 * (1.0 + np.tanh(0.5 * scaled))).astype(np.float32)
-
-
-def thresholds_for(labels: list[str], stored: dict[str, float] | None) -> NDArray[np.float32]:
-    stored = stored or {}
-    return np.array([stored.get(label, DEFAULT_THRESHOLD) for label in labels], dtype=np.float32)
-
-
 def preprocess_spec(manifest: BundleManifest) -> PreprocessSpec:
     spec = manifest.preprocessing
     return PreprocessSpec(
@@ -166,16 +117,6 @@ def build_explainer(bundle: Bundle, method: MethodName | None) -> tuple[SupportE
     if wanted in ("gradient", "gradient_x_probability"):
         return GradientAlignment(bundle.model, weight_by_probability=wanted == "gradient_x_probability"), notes
     raise ValueError(f"explanation method {wanted!r} is an evaluation baseline, not offered for prediction")
-
-
-def prediction_method(name: str | None) -> MethodName | None:
-    """Validate a user's `--explanation` choice (None = the measured default)."""
-    if name is None:
-        return None
-    for method in PREDICTION_METHODS:
-        if method == name:
-            return method
-    raise ValueError(f"explanation method must be one of {', '.join(PREDICTION_METHODS)}, got {name!r}")
 
 
 def explanation_method_of(result: PredictionResult) -> MethodName:

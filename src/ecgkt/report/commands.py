@@ -12,7 +12,7 @@ import typer
 
 from ecgkt.atomic_files import write_text_atomically
 from ecgkt.cli_errors import cli_error
-from ecgkt.predict.commands import prediction_options
+from ecgkt.cli_options import prediction_options
 
 
 def register(app: typer.Typer) -> None:
