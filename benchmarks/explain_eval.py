@@ -55,8 +55,8 @@ def train_bundle(store: Path, run: Path) -> Path:
     """Stages 1–3 and the assembled ECG-only bundle, exactly as `ecgkt benchmark` assembles it."""
     from ecgkt.bundle import save_bundle
     from ecgkt.config import config_to_yaml, load_config, write_config
-    from ecgkt.train.benchmark import assemble_je_model, build_manifest, evaluate_je
     from ecgkt.train.stages import run_finetune, run_labs, run_pretrain
+    from ecgkt.train.table1 import assemble_je_model, build_manifest, evaluate_je
 
     config = load_config("cpu", overrides=TRAINING_OVERRIDES)
     run.mkdir(parents=True, exist_ok=True)

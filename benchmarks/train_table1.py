@@ -30,13 +30,13 @@ from ecgkt.atomic_files import write_text_atomically
 from ecgkt.config import load_config
 from ecgkt.evaluate.metrics import bootstrap_macro_auroc_ci
 from ecgkt.train.ablation import run_ablation
-from ecgkt.train.benchmark import assemble_je_model, evaluate_je, render_markdown, run_benchmark
 from ecgkt.train.evaluation import (
     load_predictions,
     paired_bootstrap_difference,
     write_json,
 )
 from ecgkt.train.stages import StageResult, run_labs
+from ecgkt.train.table1 import assemble_je_model, evaluate_je, render_markdown, run_benchmark
 
 RESULTS = Path(__file__).parent / "results"
 PAPER = {"gap_closed": (0.795 - 0.768) / (0.826 - 0.768), "lab_ratio": 0.701 / 0.762}

@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ecgkt import __version__
+from ecgkt.errors import UserError, describe_validation_error
 from ecgkt.models.config import EcgEncoderConfig, HeadConfig
 from ecgkt.models.encoders import EcgEncoder
 from ecgkt.models.heads import MLPHead
@@ -41,7 +42,7 @@ CONFIG_FILE = "config.yaml"
 REQUIRED_FILES = (WEIGHTS_FILE, MANIFEST_FILE)
 
 
-class BundleError(RuntimeError):
+class BundleError(UserError, RuntimeError):
     """A bundle that cannot be loaded or saved: missing file, other format version, shape mismatch."""
 
 
@@ -210,7 +211,7 @@ def read_manifest(path: str | os.PathLike[str]) -> BundleManifest:
     try:
         return BundleManifest.model_validate(raw)
     except ValidationError as error:
-        raise BundleError(f"{manifest_path}: invalid bundle manifest: {error}") from None
+        raise BundleError(f"{manifest_path}: invalid bundle manifest: {describe_validation_error(error)}") from None
 
 
 def load_bundle(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Bundle:

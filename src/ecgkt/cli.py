@@ -11,6 +11,7 @@ import importlib
 import typer
 
 from ecgkt import __version__
+from ecgkt.cli_errors import user_errors_exit
 from ecgkt.runtime import tune_allocator
 
 COMMAND_MODULES: tuple[str, ...] = (
@@ -60,6 +61,11 @@ for _module_name in COMMAND_MODULES:
             raise
         continue
     _module.register(app)
+
+# The one place user errors become a red line and exit 2: no command catches its own list of errors.
+for _command in app.registered_commands:
+    if _command.callback is not None:
+        _command.callback = user_errors_exit(_command.callback)
 
 
 def main() -> None:

@@ -1,12 +1,23 @@
 """The one way an `ecgkt` command reports an error the user can fix: a red line on stderr, exit code 2.
 
-Every command raises what `cli_error` returns, so a bad input, option or file reads the same
+Commands raise a `UserError` subclass (or what `cli_error` returns, for a bad option); `cli.py` wraps
+every registered command once with `user_errors_exit`, so a bad input, option or file reads the same
 everywhere and never ends in a traceback.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import typer
+
+from ecgkt.errors import UserError
+
+__all__ = ["cli_error", "user_errors_exit"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def cli_error(message: object) -> typer.Exit:
@@ -15,3 +26,16 @@ def cli_error(message: object) -> typer.Exit:
 
     Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
+
+
+def user_errors_exit(command: F) -> F:
+    """`command`, with any `UserError` it raises shown as one red line and exit code 2."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except UserError as error:
+            raise cli_error(error) from None
+
+    return run  # type: ignore[return-value]

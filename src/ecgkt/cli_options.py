@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ecgkt.explain.base import MethodName
 
-__all__ = ["prediction_options", "reader_options"]
+from ecgkt.errors import UserError
+
+__all__ = ["OptionError", "prediction_options", "reader_options"]
+
+
+class OptionError(UserError, ValueError):
+    """A command-line option with a value the command cannot use (the message names the option)."""
 
 
 def prediction_options(
@@ -18,23 +24,23 @@ def prediction_options(
 ) -> tuple[dict[str, Any], MethodName | None]:
     """Validate the options `predict` and `report` share: `read_ecg` keywords and the explanation method.
 
-    Raises ValueError naming the option, so both commands report bad options the same way.
+    Raises OptionError naming the option, so both commands report bad options the same way.
     """
-    from ecgkt.explain.base import prediction_method
+    from ecgkt.explain.base import ExplanationError, prediction_method
 
     reader_kwargs = reader_options(units, missing_leads, sampling_rate, leads)
     try:
         return reader_kwargs, prediction_method(explanation)
-    except ValueError as error:
-        raise ValueError(f"--explanation: {error}") from None
+    except ExplanationError as error:
+        raise OptionError(f"--explanation: {error}") from None
 
 
 def reader_options(units: str, missing_leads: str, sampling_rate: float | None, leads: str | None) -> dict[str, Any]:
-    """The input-reading options as `read_ecg` keywords; ValueError names the bad option."""
+    """The input-reading options as `read_ecg` keywords; OptionError names the bad option."""
     if units.lower() not in ("auto", "mv", "uv", "µv"):
-        raise ValueError(f"--units must be auto, mV or uV, got {units!r}")
+        raise OptionError(f"--units must be auto, mV or uV, got {units!r}")
     if missing_leads not in ("error", "zero"):
-        raise ValueError(f"--missing-leads must be error or zero, got {missing_leads!r}")
+        raise OptionError(f"--missing-leads must be error or zero, got {missing_leads!r}")
     options: dict[str, Any] = {"missing_leads": missing_leads, "units": units}
     if sampling_rate is not None:
         options["sampling_rate_hz"] = sampling_rate

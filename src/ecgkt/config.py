@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ecgkt.atomic_files import write_text_atomically
+from ecgkt.errors import UserError, describe_validation_error
 from ecgkt.models.config import EcgEncoderConfig, HeadConfig, ProjectorConfig, TabularEncoderConfig
 
 PresetName = Literal["paper", "cpu", "smoke"]
@@ -40,7 +41,7 @@ ALL_TABULAR_GROUPS: tuple[TabularGroup, ...] = ("routine", "lab")
 ABLATION_OBJECTIVES: tuple[AblationObjective, ...] = ("none", "barlow_twins", "vicreg", "infonce")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot be used: unreadable YAML, unknown keys, impossible values."""
 
 
@@ -304,22 +305,11 @@ def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, 
     return merged
 
 
-def _describe(error: ValidationError, source: str) -> str:
-    problems: list[str] = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        if item["type"] == "extra_forbidden":
-            problems.append(f"unknown key '{where}'")
-        else:
-            problems.append(f"'{where}': {item['msg']}")
-    return f"{source}: invalid config: " + "; ".join(problems)
-
-
 def _validate(raw: Mapping[str, Any], source: str) -> RunConfig:
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(_describe(error, source)) from None
+        raise ConfigError(f"{source}: invalid config: {describe_validation_error(error)}") from None
 
 
 def load_config(

@@ -35,7 +35,7 @@ def run_demo(
 
     from ecgkt.config import ConfigError, load_config
     from ecgkt.store import MANIFEST_FILE
-    from ecgkt.train.benchmark import console_table, run_benchmark
+    from ecgkt.train.table1 import print_table, run_benchmark
 
     console = Console()
     if patients < 20:
@@ -72,7 +72,7 @@ def run_demo(
     table = run_benchmark(config, store, bench, resume=True)
     timings["benchmark"] = time.perf_counter() - started
 
-    console.print(console_table(table, title=f"Table 1 on the synthetic cohort ({patients} patients) vs the paper"))
+    print_table(console, table, title=f"Table 1 on the synthetic cohort ({patients} patients) vs the paper")
     console.print(
         "[dim]The paper's numbers are on real MIMIC-IV-ECG (ED cohort, ~400k ECGs); ours are on a small "
         "synthetic cohort, so compare the ordering of the rows, not the values.[/]"
@@ -94,21 +94,4 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(2, "--workers", help="Worker processes for synthesis and build."),
     ) -> None:
         """Synthetic cohort → build → benchmark (cpu preset) → Table 1 beside the paper's numbers."""
-        from ecgkt.train.commands import clear_errors
-
-        with clear_errors(*_pipeline_error_types()):
-            run_demo(out, patients=patients, seed=seed, workers=workers)
-
-
-def _pipeline_error_types() -> tuple[type[BaseException], ...]:
-    """The synthetic generator's and the builder's user-facing errors, when those packages exist."""
-    found: list[type[BaseException]] = []
-    for module_name, class_name in (("ecgkt.synth.errors", "SynthError"), ("ecgkt.cohort.sources", "BuildInputError")):
-        try:
-            module = __import__(module_name, fromlist=[class_name])
-        except ImportError:
-            continue
-        error_type = getattr(module, class_name, None)
-        if isinstance(error_type, type) and issubclass(error_type, BaseException):
-            found.append(error_type)
-    return tuple(found)
+        run_demo(out, patients=patients, seed=seed, workers=workers)

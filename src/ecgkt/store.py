@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 from ecgkt import __version__
+from ecgkt.errors import UserError
 
 STORE_FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -46,7 +47,7 @@ Split = Literal["train", "val", "test"]
 FeatureGroup = Literal["routine", "lab"]
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError, RuntimeError):
     """A store that cannot be read: missing files, another format version, inconsistent shapes."""
 
 

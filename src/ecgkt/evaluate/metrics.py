@@ -19,12 +19,14 @@ import torch.nn.functional as F
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
+from ecgkt.errors import UserError
+
 FloatArray = NDArray[np.float64]
 
 _BOOTSTRAP_CHUNK_ELEMENTS = 2_000_000  # resamples × records held in memory at once
 
 
-class MetricInputError(ValueError):
+class MetricInputError(UserError, ValueError):
     """Targets or scores that cannot be scored: wrong shapes, targets not in {0, 1, NaN}, NaN scores."""
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "PREDICTION_METHODS",
     "ExplanationError",
     "MethodName",
+    "MissingExplanationError",
     "RecordOutputs",
     "SupportExplainer",
     "prediction_method",
@@ -47,6 +48,10 @@ PREDICTION_METHODS: tuple[MethodName, ...] = (
     "gradient",
     "gradient_x_probability",
 )
+
+
+class MissingExplanationError(UserError, FileNotFoundError):
+    """The bundle lacks the fitted explanation a user asked for (run `ecgkt calibrate`)."""
 
 
 class ExplanationError(UserError, RuntimeError):
@@ -85,4 +90,4 @@ def prediction_method(name: str | None) -> MethodName | None:
     for method in PREDICTION_METHODS:
         if method == name:
             return method
-    raise ValueError(f"explanation method must be one of {', '.join(PREDICTION_METHODS)}, got {name!r}")
+    raise ExplanationError(f"explanation method must be one of {', '.join(PREDICTION_METHODS)}, got {name!r}")

@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from ecgkt.atomic_files import write_text_atomically
 from ecgkt.bundle import MANIFEST_FILE, Bundle, BundleManifest, load_bundle
+from ecgkt.errors import UserError
 from ecgkt.evaluate.calibration import (
     ThresholdRule,
     apply_temperature,
@@ -65,7 +66,7 @@ class CalibrationSummary(BaseModel):
     surrogate_mean_labs_used: float | None
 
 
-class CalibrationError(ValueError):
+class CalibrationError(UserError, ValueError):
     """A validation fold that cannot be used for calibration (empty, no known targets)."""
 
 

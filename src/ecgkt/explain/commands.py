@@ -18,26 +18,6 @@ def register(app: typer.Typer) -> None:
     app.command("explain-eval")(explain_eval)
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from ecgkt.bundle import BundleError
-    from ecgkt.evaluate.metrics import MetricInputError
-    from ecgkt.explain.calibrate_bundle import CalibrationError
-    from ecgkt.explain.ground_truth import GroundTruthError
-    from ecgkt.explain.store_outputs import StoreMismatchError
-    from ecgkt.explain.supporting_labs import ExplanationError
-    from ecgkt.store import StoreError
-
-    return (
-        BundleError,
-        StoreError,
-        StoreMismatchError,
-        CalibrationError,
-        ExplanationError,
-        GroundTruthError,
-        MetricInputError,
-    )
-
-
 def calibrate(
     bundle: Path = typer.Argument(
         ..., help="Model bundle folder (rewritten in place, atomically).", show_default=False
@@ -58,11 +38,8 @@ def calibrate(
     from ecgkt.explain.calibrate_bundle import REPORT_FILE, calibrate_bundle
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    try:
-        threshold_rule: ThresholdRule = "youden" if rule == "youden" else "f1"
-        summary = calibrate_bundle(bundle, store, rule=threshold_rule, seed=seed, surrogate=not no_surrogate)
-    except _user_errors() as error:
-        raise cli_error(error) from None
+    threshold_rule: ThresholdRule = "youden" if rule == "youden" else "f1"
+    summary = calibrate_bundle(bundle, store, rule=threshold_rule, seed=seed, surrogate=not no_surrogate)
     table = Table(title=f"Calibration on {summary.n_validation} validation records ({summary.n_test} test)")
     for column in ("head", "temperature", "ECE val before→after", "ECE test before→after", "fitted thresholds"):
         table.add_column(column)
@@ -105,17 +82,14 @@ def explain_eval(
     from ecgkt.explain.report_table import evaluation_markdown, write_json
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    try:
-        evaluation = evaluate_explanations(
-            bundle,
-            store,
-            ground_truth,
-            split="test" if split == "test" else "val",
-            max_records=max_records,
-            seed=seed,
-        )
-    except _user_errors() as error:
-        raise cli_error(error) from None
+    evaluation = evaluate_explanations(
+        bundle,
+        store,
+        ground_truth,
+        split="test" if split == "test" else "val",
+        max_records=max_records,
+        seed=seed,
+    )
     typer.echo(evaluation_markdown(evaluation))
     if out is not None:
         write_json(out, evaluation)

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ecgkt.errors import UserError
+
 GRAPH_FILE = "graph.json"
 SUPPORTED_SCHEMA = 1
 
 
-class GroundTruthError(ValueError):
+class GroundTruthError(UserError, ValueError):
     """A ground-truth folder or graph that cannot be used."""
 
 

@@ -16,13 +16,14 @@ from numpy.typing import NDArray
 
 from ecgkt.bundle import Bundle
 from ecgkt.bundle_runner import Runner, torch_runner, window_average
+from ecgkt.errors import UserError
 from ecgkt.signals.windows import plan_windows, split_windows
 from ecgkt.store import Split, Store
 
 RECORDS_PER_BATCH = 32
 
 
-class StoreMismatchError(ValueError):
+class StoreMismatchError(UserError, ValueError):
     """A store that does not fit the bundle (other sampling rate, labels missing)."""
 
 

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import typer
 
-from ecgkt.cli_errors import cli_error
-
 
 def export(
     bundle: Path = typer.Argument(
@@ -25,16 +23,11 @@ def export(
     """Export the ECG-only model (diagnosis + lab heads) to ONNX and check parity against PyTorch."""
     from rich.console import Console
 
-    from ecgkt.bundle import BundleError
-    from ecgkt.export.onnx import OnnxExportError, export_onnx
-    from ecgkt.signals.readers import EcgInputError
+    from ecgkt.export.onnx import export_onnx
 
     console = Console(stderr=True)
-    try:
-        with console.status("exporting to ONNX and checking parity…"):
-            report = export_onnx(bundle, onnx, opset, parity_inputs=parity_input or None, tolerance=tolerance)
-    except (BundleError, OnnxExportError, EcgInputError) as error:
-        raise cli_error(error) from None
+    with console.status("exporting to ONNX and checking parity…"):
+        report = export_onnx(bundle, onnx, opset, parity_inputs=parity_input or None, tolerance=tolerance)
     typer.echo(f"wrote {report.summary()}")
     typer.echo(f"max abs difference: {report.max_abs_diff:.3e}")
 

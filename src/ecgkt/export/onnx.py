@@ -37,6 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ecgkt import __version__
+from ecgkt.errors import UserError
 
 DEFAULT_OPSET = 17
 DEFAULT_TOLERANCE = 1e-4
@@ -44,7 +45,7 @@ INPUT_NAME = "windows"
 OUTPUT_NAMES = ("diagnosis_logits", "lab_logits")
 
 
-class OnnxExportError(RuntimeError):
+class OnnxExportError(UserError, RuntimeError):
     """Export impossible or not faithful: missing exporter package, parity above tolerance, bad input."""
 
 

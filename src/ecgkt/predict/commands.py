@@ -59,29 +59,17 @@ def predict(
 
     if output_format not in FORMATS:
         raise cli_error(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
-    try:
-        reader_kwargs, method = prediction_options(units, missing_leads, sampling_rate, leads, explanation)
-    except ValueError as error:
-        raise cli_error(error) from None
+    reader_kwargs, method = prediction_options(units, missing_leads, sampling_rate, leads, explanation)
 
-    from ecgkt.bundle import BundleError
-    from ecgkt.explain.supporting_labs import ExplanationError
+    from ecgkt.bundle import load_bundle
     from ecgkt.predict.batch import BatchOutcome, predict_many, write_output
     from ecgkt.predict.engine import Predictor
-    from ecgkt.signals.readers import EcgInputError, iter_inputs
+    from ecgkt.signals.readers import iter_inputs
 
-    try:
-        from ecgkt.bundle import load_bundle
-
-        paths = iter_inputs(inputs)
-        predictor = Predictor(load_bundle(bundle), explanation=method, top_labs=top_labs)
-    except (EcgInputError, BundleError, ExplanationError, FileNotFoundError) as error:
-        raise cli_error(error) from None
+    paths = iter_inputs(inputs)
+    predictor = Predictor(load_bundle(bundle), explanation=method, top_labs=top_labs)
     single = len(inputs) == 1 and len(paths) == 1 and paths[0] == inputs[0]
-    try:
-        outcome: BatchOutcome = predict_many(predictor, paths, reader_kwargs, skip_errors=skip_errors, console=console)
-    except EcgInputError as error:
-        raise cli_error(error) from None
+    outcome: BatchOutcome = predict_many(predictor, paths, reader_kwargs, skip_errors=skip_errors, console=console)
     if not outcome.results:
         raise cli_error(f"none of the {len(paths)} input(s) could be used")
     text = write_output(outcome.results, predictor, output_format, single=single, out=out)

@@ -28,6 +28,7 @@ from ecgkt.bundle import Bundle, BundleManifest, load_bundle
 from ecgkt.bundle_runner import Runner, torch_runner, window_average
 from ecgkt.evaluate.calibration import apply_temperature, thresholds_for
 from ecgkt.explain.association import AssociationExplainer, load_association
+from ecgkt.explain.base import MissingExplanationError
 from ecgkt.explain.supporting_labs import (
     DEFAULT_TOP_LABS,
     GradientAlignment,
@@ -109,7 +110,7 @@ def build_explainer(bundle: Bundle, method: MethodName | None) -> tuple[SupportE
             return SurrogateExplainer(surrogate, centered=wanted == "surrogate_centered"), notes
     if wanted in ("association", "surrogate", "surrogate_centered"):
         if method is not None:
-            raise FileNotFoundError(
+            raise MissingExplanationError(
                 f"{bundle.path}: bundle has no fitted {wanted} explanation; run `ecgkt calibrate BUNDLE STORE`"
             )
         notes.append(FALLBACK_NOTE)

@@ -45,24 +45,17 @@ def report(
     suffix = out.suffix.lower()
     if suffix not in (".html", ".htm", ".pdf"):
         raise cli_error(f"{out}: --out must end in .html or .pdf")
-    try:
-        reader_kwargs, method = prediction_options(units, missing_leads, sampling_rate, leads, explanation)
-    except ValueError as error:
-        raise cli_error(error) from None
+    reader_kwargs, method = prediction_options(units, missing_leads, sampling_rate, leads, explanation)
 
-    from ecgkt.bundle import BundleError, load_bundle
-    from ecgkt.explain.supporting_labs import ExplanationError
+    from ecgkt.bundle import load_bundle
     from ecgkt.predict.engine import Predictor
     from ecgkt.report.html import render_report_html, report_content
     from ecgkt.report.pdf import write_report_pdf
-    from ecgkt.signals.readers import EcgInputError, read_ecg
+    from ecgkt.signals.readers import read_ecg
 
-    try:
-        predictor = Predictor(load_bundle(bundle), explanation=method)
-        ecg = read_ecg(input_path, **reader_kwargs)
-        result = predictor.predict(ecg)
-    except (EcgInputError, BundleError, ExplanationError, FileNotFoundError) as error:
-        raise cli_error(error) from None
+    predictor = Predictor(load_bundle(bundle), explanation=method)
+    ecg = read_ecg(input_path, **reader_kwargs)
+    result = predictor.predict(ecg)
     shown_method = predictor.explanation_method
     if suffix == ".pdf":
         content = report_content(result, ecg, predictor.manifest, explanation_method=shown_method)

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ecgkt.errors import UserError
 from ecgkt.signals.leads import CANONICAL_LEADS, normalise_lead_name
 from ecgkt.signals.preprocess import PreprocessSpec, preprocess, resampled_length
 from ecgkt.signals.wfdb_fast import read_format16_record
@@ -63,7 +64,7 @@ _SCPECG_LEADS: dict[str, str] = {
 _normalised_lead = lru_cache(maxsize=4096)(normalise_lead_name)
 
 
-class EcgInputError(ValueError):
+class EcgInputError(UserError, ValueError):
     """An input that cannot be used; the message names the source and the problem."""
 
     def __init__(self, source: str, problem: str) -> None:

@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ecgkt.cli_errors import cli_error
-
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -29,13 +27,8 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from ecgkt.synth.cohort import generate_cohort
-        from ecgkt.synth.errors import SynthError
-
         console = Console()
-        try:
-            summary = generate_cohort(out, patients, seed, overwrite=overwrite, workers=workers)
-        except SynthError as error:
-            raise cli_error(error) from None
+        summary = generate_cohort(out, patients, seed, overwrite=overwrite, workers=workers)
         print_summary(console, summary)
 
 

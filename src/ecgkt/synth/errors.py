@@ -6,8 +6,10 @@ instead of a traceback, while library callers can still catch the specific case.
 
 from __future__ import annotations
 
+from ecgkt.errors import UserError
 
-class SynthError(Exception):
+
+class SynthError(UserError):
     """Base class: a request the generator refuses, with a message naming the problem."""
 
 

@@ -22,9 +22,9 @@ import numpy as np
 
 from ecgkt.atomic_files import write_text_atomically
 from ecgkt.config import RunConfig
-from ecgkt.train.benchmark import assemble_je_model, evaluate_je, is_global_zero
 from ecgkt.train.evaluation import load_predictions, paired_bootstrap_difference, write_json
 from ecgkt.train.stages import run_baseline, run_finetune, run_labs, run_pretrain
+from ecgkt.train.table1 import assemble_je_model, evaluate_je, is_global_zero
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from numpy.typing import NDArray
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ecgkt.config import DataConfig
+from ecgkt.errors import UserError
 from ecgkt.store import FeatureGroup, Split, Store
 
 TargetName = Literal["diagnoses", "labs"]
@@ -58,7 +59,7 @@ ArrayBatch = dict[str, NDArray[Any]]
 N_LEADS = 12
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """The store cannot feed the requested training run (too few records, no labels, short signals)."""
 
 

@@ -37,6 +37,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ecgkt.config import OptimConfig, RunConfig, write_config
+from ecgkt.errors import UserError
 from ecgkt.models.config import HeadConfig
 from ecgkt.store import FeatureGroup, Split
 from ecgkt.train.callbacks import RngStateCallback
@@ -59,7 +60,7 @@ MODEL_FILE = "model.safetensors"
 HEAD_FILE = "head.safetensors"
 
 
-class StageError(RuntimeError):
+class StageError(UserError, RuntimeError):
     """A stage that cannot run: output folder in the wrong state, missing inputs, mismatched config."""
 
 

@@ -363,6 +363,15 @@ def console_table(table: Table1, title: str = "Table 1 (test fold, macro AUROC [
     return view
 
 
+def print_table(console: Any, table: Table1, title: str = "Table 1 (test fold, macro AUROC [95% CI])") -> None:
+    """Table 1 on `console`: the Rich table on a terminal; the Markdown table otherwise (a log, CI),
+    whose lines are never cut to the console width, so the numbers survive in the log."""
+    if console.is_terminal:
+        console.print(console_table(table, title=title))
+    else:
+        console.print(f"{title}\n\n" + render_markdown(table), soft_wrap=True, highlight=False, markup=False)
+
+
 def run_benchmark(config: RunConfig, store: str | Path, out_dir: str | Path, *, resume: bool = True) -> Table1:
     """Run (or resume) every stage, score the four rows, write table1.md/json, CSVs, plots and the bundle."""
     store_path, out = Path(store), Path(out_dir)
