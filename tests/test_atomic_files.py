@@ -43,3 +43,21 @@ def test_newline_is_passed_through(tmp_path: Path) -> None:
     target = tmp_path / "table.csv"
     write_text_atomically(target, "a,b\r\n1,2\r\n", newline="")
     assert target.read_bytes() == b"a,b\r\n1,2\r\n"
+
+
+def test_replacing_folder_swaps_whole_folders(tmp_path: Path) -> None:
+    from ecgkt.atomic_files import replacing_folder
+
+    target = tmp_path / "bundle"
+    with replacing_folder(target) as staging:
+        (staging / "a.txt").write_text("new")
+        assert not target.exists()  # nothing at the final path until the block succeeds
+    assert (target / "a.txt").read_text() == "new"
+    with pytest.raises(RuntimeError), replacing_folder(target) as staging:
+        (staging / "a.txt").write_text("half")
+        raise RuntimeError("killed")
+    assert (target / "a.txt").read_text() == "new"
+    with replacing_folder(target) as staging:
+        (staging / "b.txt").write_text("newer")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no staging or trash left behind

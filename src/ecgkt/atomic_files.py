@@ -2,7 +2,8 @@
 
 Every command that writes results (configs, bundle sidecars, reports, prediction tables, benchmark
 results) goes through `write_text_atomically`; writers of other formats (PDF and PNG reports, the
-build's Parquet parts) go through `replacing`. Either way the content goes to a temporary file in
+build's Parquet parts) go through `replacing`; a whole folder (a model bundle, a store) is staged
+with `replacing_folder`. Either way the content goes to a temporary file in
 the target's folder (same file system, so the rename is atomic) that replaces the target with
 `os.replace`. A failure or a kill mid-write leaves the previous file intact and removes the
 temporary file.
@@ -11,10 +12,13 @@ temporary file.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+__all__ = ["replacing", "replacing_folder", "write_text_atomically"]
 
 
 @contextmanager
@@ -47,3 +51,29 @@ def write_text_atomically(
     with replacing(path, create_parent=create_parent) as temporary:
         temporary.write_text(text, encoding="utf-8", newline=newline)
     return Path(path)
+
+
+@contextmanager
+def replacing_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `path` to fill; it becomes `path` when the block succeeds
+    and is removed when it fails, so a half-written folder never exists at `path`.
+
+    An existing `path` is first renamed aside and deleted only after the new folder is in place; a
+    kill between the two renames leaves the old folder under a hidden `.NAME.old.*` sibling, never a
+    mix of both. The caller decides beforehand whether replacing an existing folder is allowed.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield staging
+        if target.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            os.replace(target, trash / target.name)
+            os.replace(staging, target)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -8,27 +8,38 @@ A bundle is a folder:
 
 Loading reads JSON, YAML is not touched, and tensors come from safetensors — nothing a user hands us
 is unpickled. Bundles are written into a temporary sibling folder and renamed into place, so a
-half-written bundle never exists at the final path.
+half-written bundle never exists at the final path. `bundle.json` records the SHA-256 of the weights,
+and every numeric field is validated (finite temperatures > 0, thresholds in [0, 1], unique labels,
+bounded architecture sizes) before anything is allocated (ecgkt.bundle_integrity).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import shutil
-import tempfile
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ecgkt import __version__
+from ecgkt.atomic_files import replacing_folder
+from ecgkt.bundle_integrity import (
+    SHA256_PATTERN,
+    BundleIntegrityWarning,
+    check_finite,
+    header_shapes,
+    sha256_file,
+    verify_weight_digests,
+)
 from ecgkt.errors import UserError, describe_validation_error
 from ecgkt.models.config import EcgEncoderConfig, HeadConfig
 from ecgkt.models.encoders import EcgEncoder
@@ -80,6 +91,40 @@ class BundleManifest(_Strict):
     thresholds_diagnosis: dict[str, float] | None = None
     thresholds_lab: dict[str, float] | None = None
     training: dict[str, Any] = Field(default_factory=dict)
+    # weight file name → hex SHA-256 at save time; None in bundles from before digests were recorded
+    weights_sha256: dict[str, str] | None = None
+
+    @field_validator("temperature_diagnosis", "temperature_lab")
+    @classmethod
+    def _positive_temperature(cls, value: float | None) -> float | None:
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"a temperature must be a finite number > 0, got {value}")
+        return value
+
+    @field_validator("thresholds_diagnosis", "thresholds_lab")
+    @classmethod
+    def _probability_thresholds(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        bad = {label: t for label, t in (value or {}).items() if not (math.isfinite(t) and 0.0 <= t <= 1.0)}
+        if bad:
+            raise ValueError(f"thresholds must be finite probabilities in [0, 1], got {bad}")
+        return value
+
+    @field_validator("validation_auroc_diagnosis", "validation_auroc_lab")
+    @classmethod
+    def _auroc_range(cls, value: dict[str, float | None]) -> dict[str, float | None]:
+        # NaN is how an undefined AUROC (one class only) is stored; anything else must be in [0, 1].
+        bad = {k: v for k, v in value.items() if v is not None and not math.isnan(v) and not 0.0 <= v <= 1.0}
+        if bad:
+            raise ValueError(f"validation AUROCs must lie in [0, 1], got {bad}")
+        return value
+
+    @field_validator("weights_sha256")
+    @classmethod
+    def _hex_digests(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name, digest in (value or {}).items():
+            if name != WEIGHTS_FILE or not SHA256_PATTERN.match(digest):
+                raise ValueError(f"weights_sha256: expected {WEIGHTS_FILE} → 64 lowercase hex digits, got {name!r}")
+        return value
 
     @model_validator(mode="after")
     def _labels_present(self) -> BundleManifest:
@@ -87,6 +132,19 @@ class BundleManifest(_Strict):
             raise ValueError("a bundle needs at least one diagnosis label")
         if not self.lab_labels:
             raise ValueError("a bundle needs at least one lab label")
+        for kind, labels in (("diagnosis", self.diagnosis_labels), ("lab", self.lab_labels)):
+            duplicated = sorted({label for label in labels if labels.count(label) > 1})
+            if duplicated:
+                raise ValueError(f"{kind} labels must be unique; repeated: {duplicated[:5]}")
+            if any(not label.strip() for label in labels):
+                raise ValueError(f"{kind} labels must be non-empty names")
+        for kind, thresholds, labels in (
+            ("diagnosis", self.thresholds_diagnosis, self.diagnosis_labels),
+            ("lab", self.thresholds_lab, self.lab_labels),
+        ):
+            unknown = sorted(set(thresholds or {}) - set(labels))
+            if unknown:
+                raise ValueError(f"thresholds_{kind} names labels the bundle does not have: {unknown[:5]}")
         if self.preprocessing.window_samples * self.preprocessing.n_windows > round(
             self.preprocessing.sampling_rate_hz * self.preprocessing.record_seconds
         ):
@@ -164,29 +222,18 @@ def save_bundle(
     config_yaml: str | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write the bundle atomically: a temporary sibling folder renamed onto `path`."""
+    """Write the bundle atomically (a staged sibling folder renamed onto `path`), recording the weights' SHA-256."""
     target = Path(path)
     _check_model_matches(model, manifest)
     if target.exists() and not overwrite:
         raise BundleError(f"{target}: already exists (pass overwrite=True to replace it)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with replacing_folder(target) as staging:
         tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
         save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format_version": str(BUNDLE_FORMAT_VERSION)})
-        (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
+        recorded = manifest.model_copy(update={"weights_sha256": {WEIGHTS_FILE: sha256_file(staging / WEIGHTS_FILE)}})
+        (staging / MANIFEST_FILE).write_text(recorded.model_dump_json(indent=2) + "\n")
         if config_yaml is not None:
             (staging / CONFIG_FILE).write_text(config_yaml)
-        if target.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            os.replace(target, trash / "bundle")
-            os.replace(staging, target)
-            shutil.rmtree(trash)
-        else:
-            os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 
@@ -215,29 +262,43 @@ def read_manifest(path: str | os.PathLike[str]) -> BundleManifest:
 
 
 def load_bundle(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Bundle:
-    """Read a bundle folder; the model comes back in eval mode on `map_location`."""
+    """Read and verify a bundle folder; the model comes back in eval mode on `map_location`.
+
+    Order matters: the manifest is validated, the weights' digest checked and the header's shapes
+    compared with the architecture (built on the `meta` device) before any tensor is allocated.
+    """
     root = Path(path)
     manifest = read_manifest(root)
+    if manifest.ecgkt_version != __version__:
+        warnings.warn(
+            f"{root}: bundle written by ecgkt {manifest.ecgkt_version}, this is ecgkt {__version__}; "
+            "predictions may differ from the ones validated when it was written",
+            BundleIntegrityWarning,
+            stacklevel=2,
+        )
     weights_path = root / WEIGHTS_FILE
-    try:
-        state = load_file(str(weights_path), device=str(map_location))
-    except (SafetensorError, OSError) as error:
-        raise BundleError(f"{weights_path}: unreadable weights: {error}") from None
-    model = EcgOnlyModel.from_manifest(manifest)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    verify_weight_digests(root, manifest.weights_sha256, MANIFEST_FILE, BundleError)
+    with torch.device("meta"):
+        expected = {key: tuple(t.shape) for key, t in EcgOnlyModel.from_manifest(manifest).state_dict().items()}
+    shapes = header_shapes(weights_path, BundleError)
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
     if missing or unexpected:
         raise BundleError(
             f"{weights_path}: weights do not match the architecture in {MANIFEST_FILE} "
             f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
-    for key, tensor in expected.items():
-        if tuple(state[key].shape) != tuple(tensor.shape):
+    for key, shape in expected.items():
+        if shapes[key] != shape:
             raise BundleError(
-                f"{weights_path}: shape mismatch for {key}: file has {tuple(state[key].shape)}, "
-                f"{MANIFEST_FILE} implies {tuple(tensor.shape)}"
+                f"{weights_path}: shape mismatch for {key}: file has {shapes[key]}, {MANIFEST_FILE} implies {shape}"
             )
+    try:
+        state = load_file(str(weights_path), device=str(map_location))
+    except (SafetensorError, OSError) as error:
+        raise BundleError(f"{weights_path}: unreadable weights: {error}") from None
+    check_finite(state, weights_path, BundleError)
+    model = EcgOnlyModel.from_manifest(manifest)
     model.load_state_dict(state, strict=True)
     model.to(map_location).eval()
     return Bundle(model=model, manifest=manifest, path=root)

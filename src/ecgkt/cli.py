@@ -11,7 +11,7 @@ import importlib
 import typer
 
 from ecgkt import __version__
-from ecgkt.cli_errors import user_errors_exit
+from ecgkt.cli_errors import show_user_warnings, user_errors_exit
 from ecgkt.runtime import tune_allocator
 
 COMMAND_MODULES: tuple[str, ...] = (
@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ecgkt.report.commands",
     "ecgkt.serve.commands",
     "ecgkt.export.commands",
+    "ecgkt.bundle_commands",
     "ecgkt.demo",
 )
 
@@ -61,6 +62,8 @@ for _module_name in COMMAND_MODULES:
             raise
         continue
     _module.register(app)
+
+show_user_warnings()
 
 # The one place user errors become a red line and exit 2: no command catches its own list of errors.
 for _command in app.registered_commands:

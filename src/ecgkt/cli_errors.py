@@ -8,14 +8,15 @@ everywhere and never ends in a traceback.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import typer
 
 from ecgkt.errors import UserError
 
-__all__ = ["cli_error", "user_errors_exit"]
+__all__ = ["cli_error", "show_user_warnings", "user_errors_exit"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,3 +40,29 @@ def user_errors_exit(command: F) -> F:
             raise cli_error(error) from None
 
     return run  # type: ignore[return-value]
+
+
+def show_user_warnings() -> None:
+    """Print ecgkt's warnings to the user (a loaded bundle's integrity, ...) as one yellow line each.
+
+    Python's default format names the source line that warned, which means nothing to a user.
+    Warnings from other packages keep the default format.
+    """
+    default = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if not category.__module__.startswith("ecgkt."):
+            default(message, category, filename, lineno, file, line)
+            return
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+    warnings.showwarning = show

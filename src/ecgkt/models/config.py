@@ -3,12 +3,20 @@
 These are pure architecture descriptions: no training hyper-parameters live here, so the same
 `EcgEncoderConfig` can be stored in a model bundle and rebuilt at inference without the training code.
 `extra="forbid"` makes a typo in a YAML key a clear validation error instead of a silently ignored
-setting; the validators reject sizes that would only fail later, deep inside torch.
+setting; the validators reject sizes that would only fail later, deep inside torch. The upper bounds
+(`MAX_*`, far above any configuration we train) stop a hostile or mistyped config or bundle from
+allocating gigabytes before anything else could check it.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_CHANNELS = 64
+MAX_WIDTH = 8192  # d_model, hidden sizes, projector sizes
+MAX_STATE = 1024
+MAX_LAYERS = 64
+MAX_HIDDEN_LAYERS = 16
 
 
 class _ArchitectureConfig(BaseModel):
@@ -16,8 +24,10 @@ class _ArchitectureConfig(BaseModel):
 
 
 def _check_hidden_sizes(sizes: list[int]) -> list[int]:
-    if any(size <= 0 for size in sizes):
-        raise ValueError(f"hidden sizes must all be positive, got {sizes}")
+    if any(size <= 0 or size > MAX_WIDTH for size in sizes):
+        raise ValueError(f"hidden sizes must all lie in 1..{MAX_WIDTH}, got {sizes}")
+    if len(sizes) > MAX_HIDDEN_LAYERS:
+        raise ValueError(f"at most {MAX_HIDDEN_LAYERS} hidden layers, got {len(sizes)}")
     return sizes
 
 
@@ -29,10 +39,10 @@ class EcgEncoderConfig(_ArchitectureConfig):
     inverse sets the time scales (in samples) the layer starts out attending to.
     """
 
-    in_channels: int = Field(12, gt=0)
-    d_model: int = Field(512, gt=0)
-    d_state: int = Field(8, gt=0)
-    n_layers: int = Field(4, ge=0)
+    in_channels: int = Field(12, gt=0, le=MAX_CHANNELS)
+    d_model: int = Field(512, gt=0, le=MAX_WIDTH)
+    d_state: int = Field(8, gt=0, le=MAX_STATE)
+    n_layers: int = Field(4, ge=0, le=MAX_LAYERS)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     bidirectional: bool = True
     dt_min: float = Field(1e-3, gt=0.0)
@@ -57,7 +67,7 @@ class TabularEncoderConfig(_ArchitectureConfig):
 
     hidden: list[int] = Field(default_factory=lambda: [128, 128, 128])
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    embedding_dim: int = Field(8, gt=0)
+    embedding_dim: int = Field(8, gt=0, le=MAX_WIDTH)
 
     @field_validator("hidden")
     @classmethod
@@ -68,8 +78,8 @@ class TabularEncoderConfig(_ArchitectureConfig):
 class ProjectorConfig(_ArchitectureConfig):
     """Θx / Θm: map encoder features h into the joint-embedding space z ∈ R^E (E = out_dim)."""
 
-    hidden: int = Field(512, gt=0)
-    out_dim: int = Field(512, gt=0)
+    hidden: int = Field(512, gt=0, le=MAX_WIDTH)
+    out_dim: int = Field(512, gt=0, le=MAX_WIDTH)
 
 
 class HeadConfig(_ArchitectureConfig):

@@ -35,6 +35,9 @@ def serve(
     threads: int = typer.Option(2, "--threads", min=1, help="Inference threads per worker."),
     torch_threads: int = typer.Option(1, "--torch-threads", min=1, help="Intra-op threads per inference call."),
     max_pending: int = typer.Option(16, "--max-pending", min=1, help="Requests accepted at once per worker (503)."),
+    expect_sha256: str | None = typer.Option(
+        None, "--expect-sha256", help="Refuse to start unless the bundle's digest (`ecgkt bundle-hash`) is this."
+    ),
 ) -> None:
     """Serve POST /v1/predict, POST /v1/report, GET /v1/model, GET /healthz and the upload page at /."""
     import os
@@ -59,6 +62,10 @@ def serve(
     scratch: tempfile.TemporaryDirectory[str] | None = None
     try:
         read_manifest(bundle)
+        if expect_sha256 is not None:
+            from ecgkt.bundle_integrity import verify_digest
+
+            verify_digest(bundle, expect_sha256, BundleError)
         if backend == "onnx" and onnx is None and workers > 1:
             # Export once here rather than once per worker process.
             from ecgkt.export.onnx import export_onnx
