@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import torch
+from bundles import random_bundle
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner, Result
 
@@ -24,32 +25,24 @@ from ecgkt.bundle import (
     MANIFEST_FILE,
     WEIGHTS_FILE,
     BundleError,
-    BundleManifest,
-    EcgOnlyModel,
     load_bundle,
-    save_bundle,
 )
 from ecgkt.bundle_integrity import BundleIntegrityWarning, bundle_digest, sha256_file, verify_digest
 from ecgkt.cli import app
 from ecgkt.cli_errors import show_user_warnings
-from ecgkt.models.config import EcgEncoderConfig, HeadConfig
 
 
 @pytest.fixture()
-def bundle(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    manifest = BundleManifest(
-        encoder=EcgEncoderConfig(d_model=16, d_state=4, n_layers=1),
-        diagnosis_head=HeadConfig(hidden=[8]),
-        lab_head=HeadConfig(hidden=[]),
-        diagnosis_labels=["I10", "I48"],
-        lab_labels=["K_high", "NA_low"],
+def bundle(tmp_path: Path, one_thread: None) -> Path:
+    return random_bundle(
+        tmp_path / "bundle",
+        diagnoses=["I10", "I48"],
+        labs=["K_high", "NA_low"],
         temperature_diagnosis=1.2,
         temperature_lab=0.9,
         thresholds_diagnosis={"I10": 0.3, "I48": 0.6},
         thresholds_lab={"K_high": 0.5, "NA_low": 0.4},
     )
-    return save_bundle(tmp_path / "bundle", EcgOnlyModel.from_manifest(manifest), manifest)
 
 
 def _edit_manifest(path: Path, change: Callable[[dict[str, Any]], None]) -> None:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from export_samples import make_bundle
+from bundles import export_bundle_at
 
 
 @pytest.fixture(scope="session")
 def export_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.set_num_threads(1)
-    return make_bundle(tmp_path_factory.mktemp("export") / "bundle")
+    return export_bundle_at(tmp_path_factory.mktemp("export") / "bundle")

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from export_samples import make_bundle
+from bundles import export_bundle_at
 from typer.testing import CliRunner
 
 import ecgkt.export.exportable as exportable_module
@@ -76,7 +76,7 @@ def test_opset_18_uses_the_torch_export_exporter(export_bundle: Path, tmp_path: 
 
 
 def test_unidirectional_encoder_exports_faithfully(tmp_path: Path) -> None:
-    bundle = make_bundle(tmp_path / "causal", bidirectional=False, seed=3)
+    bundle = export_bundle_at(tmp_path / "causal", bidirectional=False, seed=3)
     assert export_onnx(bundle, tmp_path / "causal.onnx").max_abs_diff < 1e-4
 
 

@@ -8,18 +8,14 @@ it is skipped, with the reason, only when /usr/bin/chromium or the playwright pa
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "predict"))
-
 from predict_samples import DIAGNOSES, make_bundle, make_store, realistic_ecg_mv
+from typer.testing import CliRunner
 
 from ecgkt.bundle import load_bundle
 from ecgkt.cli import app

@@ -14,108 +14,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import polars as pl
 import pytest
 import torch
+from tiny_store import make_tiny_store
 
 from ecgkt.config import RunConfig, load_config
-from ecgkt.signals.leads import CANONICAL_LEADS
-from ecgkt.store import FeatureSpec, FoldSpec, PreprocessingSpec, StoreManifest, StoreWriter
-
-
-def make_tiny_store(path: Path, n_records: int = 160, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    folds = np.where(np.arange(n_records) % 5 < 3, np.arange(n_records) % 18, 0)
-    folds[np.arange(n_records) % 5 == 3] = 18
-    folds[np.arange(n_records) % 5 == 4] = 19
-    af = rng.random(n_records) < 0.4
-    glucose = rng.normal(120, 40, n_records)
-    diabetes = glucose + rng.normal(0, 15, n_records) > 140
-    potassium = rng.normal(4.3, 0.7, n_records)
-    age = rng.uniform(20, 90, n_records)
-    gender = rng.integers(0, 2, n_records).astype(float)
-
-    writer = StoreWriter(path)
-    signals = writer.signals(n_records)
-    noise = rng.normal(0, 0.1, (n_records, 12, 1000)).astype(np.float32)
-    noise[:, 0, :] += 0.6 * af[:, None]
-    noise[:, 7, :] += 0.4 * (potassium[:, None] - 4.3)
-    signals[:] = noise
-    signals.flush()
-
-    glucose_observed = np.where(rng.random(n_records) < 0.8, glucose, np.nan)
-    potassium_observed = np.where(rng.random(n_records) < 0.8, potassium, np.nan)
-    heartrate = rng.normal(80, 15, n_records) + 20 * af
-    features = pl.DataFrame(
-        {
-            "age": age,
-            "gender": gender,
-            "heartrate__mean": heartrate,
-            "Glucose__mean": glucose_observed,
-            "Potassium__mean": potassium_observed,
-        }
-    )
-    train = folds < 18
-
-    def numeric_spec(name: str, group: str, values: np.ndarray) -> FeatureSpec:
-        v = values[train]
-        v = v[np.isfinite(v)]
-        return FeatureSpec(
-            name=name,
-            group=group,
-            median=float(np.median(v)),
-            mean=float(v.mean()),
-            std=float(v.std()),
-            observed_fraction=float(np.isfinite(values[train]).mean()),
-        )
-
-    specs = [
-        numeric_spec("age", "routine", age),
-        FeatureSpec(name="gender", group="routine", kind="categorical", categories=["F", "M"]),
-        numeric_spec("heartrate__mean", "routine", heartrate),
-        numeric_spec("Glucose__mean", "lab", glucose_observed),
-        numeric_spec("Potassium__mean", "lab", potassium_observed),
-    ]
-    other = (rng.random(n_records) < 0.3).astype(np.float32)
-    diagnoses = pl.DataFrame({"I48": af.astype(np.float32), "E11": diabetes.astype(np.float32), "R07": other})
-    lab_known = rng.random((n_records, 2)) < 0.7
-    lab_labels = pl.DataFrame(
-        {
-            "Potassium_high": np.where(lab_known[:, 0], (potassium > 4.8).astype(np.float32), np.nan),
-            "Glucose_high": np.where(lab_known[:, 1], (glucose > 140).astype(np.float32), np.nan),
-        }
-    ).cast(pl.Float32)
-    records = pl.DataFrame(
-        {
-            "row": np.arange(n_records),
-            "subject_id": 10_000_000 + np.arange(n_records),
-            "study_id": 40_000_000 + np.arange(n_records),
-            "stay_id": 30_000_000 + np.arange(n_records),
-            "fold": folds.astype(np.int64),
-            "age": age,
-            "gender": np.where(gender == 1, "M", "F"),
-        }
-    )
-    writer.write_table("records.parquet", records)
-    writer.write_table("features.parquet", features)
-    writer.write_table("diagnoses.parquet", diagnoses)
-    writer.write_table("lab_labels.parquet", lab_labels)
-    manifest = StoreManifest(
-        n_records=n_records,
-        preprocessing=PreprocessingSpec(leads=list(CANONICAL_LEADS)),
-        diagnosis_labels=["I48", "E11", "R07"],
-        diagnosis_titles={
-            "I48": "Atrial fibrillation and flutter",
-            "E11": "Type 2 diabetes mellitus",
-            "R07": "Pain in throat and chest",
-        },
-        lab_labels=["Potassium_high", "Glucose_high"],
-        features=specs,
-        folds=FoldSpec(sizes=[int((folds == f).sum()) for f in range(20)]),
-    )
-    writer.write_manifest(manifest)
-    return writer.commit()
 
 
 @pytest.fixture(scope="session")
@@ -146,4 +49,3 @@ def _run_baseline_cli(store: Path, out: Path, config_yaml: str) -> subprocess.Co
     ]  # fmt: skip
     env = {**os.environ, "MPLBACKEND": "Agg"}
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, check=False)
-

@@ -155,7 +155,8 @@ def benchmark(
         return
     console = Console()
     print_table(console, table)
-    console.print(f"Written: {out / 'table1.md'}, {out / 'table1.json'}, plots/, per_label/, bundle/")
+    bundle = ", bundle/" if (out / "bundle").is_dir() else " (no bundle: the JE row is not available)"
+    console.print(f"Written: {out / 'table1.md'}, {out / 'table1.json'}, plots/, per_label/{bundle}")
 
 
 def ablation(

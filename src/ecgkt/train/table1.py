@@ -28,8 +28,8 @@ from safetensors.torch import load_file
 from ecgkt.atomic_files import write_text_atomically
 from ecgkt.bundle import BundleManifest, BundlePreprocessing, EcgOnlyModel, save_bundle
 from ecgkt.config import RunConfig, config_to_yaml, write_config
-from ecgkt.store import Store
-from ecgkt.train.data import StoreDataModule, TargetName
+from ecgkt.store import FeatureGroup, Store
+from ecgkt.train.data import DataError, StoreDataModule, TargetName
 from ecgkt.train.evaluation import (
     Score,
     load_predictions,
@@ -41,10 +41,12 @@ from ecgkt.train.evaluation import (
 )
 from ecgkt.train.plots import plot_learning_curves, plot_roc
 from ecgkt.train.stages import (
+    BASELINES,
     ENCODER_FILE,
     HEAD_FILE,
     StageError,
     StageResult,
+    baseline_spec,
     evaluation_device,
     read_history,
     run_baseline,
@@ -99,33 +101,35 @@ class Table1:
         }
 
 
-# (name, task, prediction file of model a, of model b): a − b on the same test records
-COMPARISONS: tuple[tuple[str, Task, str, str], ...] = (
+# (name, task, (row a, prediction file of a), (row b, file of b)): a − b on the same test records
+COMPARISONS: tuple[tuple[str, Task, tuple[str, str], tuple[str, str]], ...] = (
     (
         "JE + Reconstruction − Signal-Only",
         "diagnoses",
-        "je/predictions_diagnoses_test.npz",
-        "baseline-signal/predictions_test.npz",
+        ("je", "je/predictions_diagnoses_test.npz"),
+        ("signal", "baseline-signal/predictions_test.npz"),
     ),
     (
         "Multimodal Classification − JE + Reconstruction",
         "diagnoses",
-        "baseline-mm-diag/predictions_test.npz",
-        "je/predictions_diagnoses_test.npz",
+        ("mm-diag", "baseline-mm-diag/predictions_test.npz"),
+        ("je", "je/predictions_diagnoses_test.npz"),
     ),
     (
         "Multimodal Lab Prediction − JE + Reconstruction",
         "labs",
-        "baseline-mm-labs/predictions_test.npz",
-        "je/predictions_labs_test.npz",
+        ("mm-labs", "baseline-mm-labs/predictions_test.npz"),
+        ("je", "je/predictions_labs_test.npz"),
     ),
 )
 
 
-def paired_comparisons(config: RunConfig, out: Path) -> list[dict[str, Any]]:
-    """Differences between rows on the same test records with paired bootstrap CIs."""
+def paired_comparisons(config: RunConfig, out: Path, rows: Sequence[str] = tuple(PAPER_TABLE1)) -> list[dict[str, Any]]:
+    """Differences between rows on the same test records with paired bootstrap CIs (rows both trained)."""
     results = []
-    for name, task, file_a, file_b in COMPARISONS:
+    for name, task, (row_a, file_a), (row_b, file_b) in COMPARISONS:
+        if row_a not in rows or row_b not in rows:
+            continue
         probs_a, targets_a, labels_a = load_predictions(out / file_a)
         probs_b, targets_b, labels_b = load_predictions(out / file_b)
         if labels_a != labels_b or not np.array_equal(targets_a, targets_b, equal_nan=True):
@@ -261,17 +265,68 @@ def build_manifest(
 
 # ---- the whole table -------------------------------------------------------------------------------
 
+# The trainings behind each row (the JE row needs all three stages of the method).
+ROW_STAGES: dict[str, tuple[str, ...]] = {
+    "signal": ("baseline-signal",),
+    "mm-labs": ("baseline-mm-labs",),
+    "mm-diag": ("baseline-mm-diag",),
+    "je": ("pretrain", "finetune", "labs"),
+}
 
-def run_stages(config: RunConfig, store: Path, out: Path, resume: bool) -> dict[str, StageResult]:
-    """The six trainings behind Table 1, each in its own folder (finished ones are reused on resume)."""
+
+def _stage_data(config: RunConfig) -> dict[str, tuple[TargetName | None, tuple[FeatureGroup, ...] | None]]:
+    """What each training reads from the store: its target and its tabular feature groups."""
+    needs: dict[str, tuple[TargetName | None, tuple[FeatureGroup, ...] | None]] = {
+        "pretrain": (None, tuple(config.pretrain.tabular_groups)),
+        "finetune": ("diagnoses", None),
+        "labs": ("labs", None),
+    }
+    for kind in BASELINES:
+        spec = baseline_spec(config, kind)
+        needs[spec.name] = (spec.target, tuple(spec.tabular_groups) if spec.tabular_groups else None)
+    return needs
+
+
+def preflight(config: RunConfig, store: Path) -> dict[str, str | None]:
+    """Row key → why it cannot be trained on this store (None: it can), checked before any training.
+
+    Opens the store's splits exactly as each training will (labels present, usable records in every
+    fold, at least one batch of training records, tabular features), which takes seconds, so a
+    store without lab labels is found before an hour of pretraining rather than after it.
+    """
+    problems: dict[tuple[TargetName | None, tuple[FeatureGroup, ...] | None], str | None] = {}
+    stage_problem: dict[str, str | None] = {}
+    for stage, need in _stage_data(config).items():
+        if need not in problems:
+            target, groups = need
+            try:
+                datamodule = StoreDataModule(store, config.data, seed=config.seed, target=target, tabular_groups=groups)
+                datamodule.setup()
+                datamodule.dataset("test")
+                problems[need] = None
+            except DataError as error:
+                problems[need] = str(error)
+        stage_problem[stage] = problems[need]
+    return {
+        key: next((f"{stage}: {stage_problem[stage]}" for stage in stages if stage_problem[stage]), None)
+        for key, stages in ROW_STAGES.items()
+    }
+
+
+def run_stages(
+    config: RunConfig, store: Path, out: Path, resume: bool, rows: Sequence[str] = tuple(ROW_STAGES)
+) -> dict[str, StageResult]:
+    """The trainings behind the given Table 1 rows, each in its own folder (finished ones reused on resume)."""
     stages: dict[str, StageResult] = {}
-    stages["pretrain"] = run_pretrain(config, store, out / "pretrain", resume=resume)
-    stages["finetune"] = run_finetune(
-        config, store, out / "finetune", pretrained_encoder=stages["pretrain"].encoder_path, resume=resume
-    )
-    stages["labs"] = run_labs(config, store, out / "labs", encoder=stages["finetune"].encoder_path, resume=resume)
-    for kind in ("signal", "mm-labs", "mm-diag"):
-        stages[f"baseline-{kind}"] = run_baseline(kind, config, store, out / f"baseline-{kind}", resume=resume)
+    if "je" in rows:
+        stages["pretrain"] = run_pretrain(config, store, out / "pretrain", resume=resume)
+        stages["finetune"] = run_finetune(
+            config, store, out / "finetune", pretrained_encoder=stages["pretrain"].encoder_path, resume=resume
+        )
+        stages["labs"] = run_labs(config, store, out / "labs", encoder=stages["finetune"].encoder_path, resume=resume)
+    for kind in BASELINES:
+        if kind in rows:
+            stages[f"baseline-{kind}"] = run_baseline(kind, config, store, out / f"baseline-{kind}", resume=resume)
     return stages
 
 
@@ -279,7 +334,12 @@ def _requirement(flags: tuple[bool, bool, bool]) -> dict[str, bool]:
     return dict(zip(("routine", "lab", "diagnoses"), flags, strict=True))
 
 
-def _cell(score: dict[str, Any] | None) -> str:
+NOT_AVAILABLE = "not available"
+
+
+def _cell(score: dict[str, Any] | None, unavailable: str | None = None) -> str:
+    if unavailable:
+        return NOT_AVAILABLE
     if not score or score.get("macro_auroc") is None:
         return "-"
     low, high = score.get("ci_low"), score.get("ci_high")
@@ -312,10 +372,15 @@ def render_markdown(table: Table1) -> str:
         inf = [FILLED if row["inference"][k] else EMPTY for k in ("routine", "lab", "diagnoses")]
         tr = [FILLED if row["training"][k] else EMPTY for k in ("routine", "lab", "diagnoses")]
         lines.append(
-            f"| {row['model']} | {_cell(row['diagnoses'])} | {_cell(row['labs'])} | "
+            f"| {row['model']} | {_cell(row['diagnoses'], row.get('unavailable'))} "
+            f"| {_cell(row['labs'], row.get('unavailable'))} | "
             + " | ".join(inf + tr)
             + f" | {_paper_cell(row['paper']['diagnoses'])} | {_paper_cell(row['paper']['labs'])} |"
         )
+    missing = [row for row in table.rows if row.get("unavailable")]
+    if missing:
+        lines += ["", "Rows not available on this store (they could not be trained):", ""]
+        lines += [f"- {row['model']}: {row['unavailable']}" for row in missing]
     if table.comparisons:
         lines += [
             "",
@@ -352,14 +417,15 @@ def console_table(table: Table1, title: str = "Table 1 (test fold, macro AUROC [
     for row in table.rows:
         view.add_row(
             row["model"],
-            _cell(row["diagnoses"]),
+            _cell(row["diagnoses"], row.get("unavailable")),
             _paper_cell(row["paper"]["diagnoses"]),
-            _cell(row["labs"]),
+            _cell(row["labs"], row.get("unavailable")),
             _paper_cell(row["paper"]["labs"]),
             needs(row["inference"]),
             needs(row["training"]),
         )
-    view.caption = "needs: routine lab diagnoses (● required, ○ not)"
+    notes = [f"{row['model']} {NOT_AVAILABLE}: {row['unavailable']}" for row in table.rows if row.get("unavailable")]
+    view.caption = "\n".join(["needs: routine lab diagnoses (● required, ○ not)", *notes])
     return view
 
 
@@ -373,54 +439,69 @@ def print_table(console: Any, table: Table1, title: str = "Table 1 (test fold, m
 
 
 def run_benchmark(config: RunConfig, store: str | Path, out_dir: str | Path, *, resume: bool = True) -> Table1:
-    """Run (or resume) every stage, score the four rows, write table1.md/json, CSVs, plots and the bundle."""
+    """Run (or resume) every stage, score the four rows, write table1.md/json, CSVs, plots and the bundle.
+
+    The store is checked first (`preflight`): a row that cannot be trained on it is reported in the
+    table as not available, with the reason, and the other rows are still trained; when no row can
+    be trained the benchmark stops before any training.
+    """
     store_path, out = Path(store), Path(out_dir)
+    unavailable = preflight(config, store_path)
+    trainable = [key for key, reason in unavailable.items() if reason is None]
+    if not trainable:
+        reasons = "; ".join(f"{key}: {reason}" for key, reason in unavailable.items())
+        raise StageError(f"{store_path}: no Table 1 row can be trained on this store ({reasons})")
     out.mkdir(parents=True, exist_ok=True)
     write_config(config, out / "config.yaml")
-    stages = run_stages(config, store_path, out, resume)
+    stages = run_stages(config, store_path, out, resume, rows=trainable)
     if not is_global_zero():  # under DDP the other ranks only join the trainings
         return Table1(rows=[], cohort={}, settings=_settings(config), stages={})
 
     je_dir = out / "je"
-    model = assemble_je_model(config, stages["finetune"], stages["labs"])
-    je = evaluate_je(config, store_path, model, je_dir)
-    manifest = build_manifest(config, store_path, je, stages)
-    save_bundle(out / "bundle", model, manifest, config_yaml=config_to_yaml(config), overwrite=True)
+    je: dict[Task, dict[str, Score]] | None = None
+    if "je" in trainable:
+        model = assemble_je_model(config, stages["finetune"], stages["labs"])
+        je = evaluate_je(config, store_path, model, je_dir)
+        manifest = build_manifest(config, store_path, je, stages)
+        save_bundle(out / "bundle", model, manifest, config_yaml=config_to_yaml(config), overwrite=True)
 
     per_label = out / "per_label"
     per_label.mkdir(exist_ok=True)
     sources = {
-        ("signal", "diagnoses"): stages["baseline-signal"].out_dir / "per_label_auroc.csv",
-        ("mm-labs", "labs"): stages["baseline-mm-labs"].out_dir / "per_label_auroc.csv",
-        ("mm-diag", "diagnoses"): stages["baseline-mm-diag"].out_dir / "per_label_auroc.csv",
+        ("signal", "diagnoses"): out / "baseline-signal" / "per_label_auroc.csv",
+        ("mm-labs", "labs"): out / "baseline-mm-labs" / "per_label_auroc.csv",
+        ("mm-diag", "diagnoses"): out / "baseline-mm-diag" / "per_label_auroc.csv",
         ("je", "diagnoses"): je_dir / "per_label_auroc_diagnoses.csv",
         ("je", "labs"): je_dir / "per_label_auroc_labs.csv",
     }
     for (key, task), source in sources.items():
-        shutil.copyfile(source, per_label / f"{key}_{task}.csv")
+        if key in trainable:
+            shutil.copyfile(source, per_label / f"{key}_{task}.csv")
 
     rows: list[dict[str, Any]] = []
     for spec in ROWS:
         scores: dict[str, dict[str, Any] | None] = {"diagnoses": None, "labs": None}
-        for task in spec.tasks:
+        for task in spec.tasks if spec.key in trainable else ():
             if spec.key == "je":
+                assert je is not None
                 scores[task] = je[task]["test"].as_dict()
             else:
                 scores[task] = stages[f"baseline-{spec.key}"].metrics["test"]
-        rows.append(
-            {
-                "key": spec.key,
-                "model": spec.model,
-                "diagnoses": scores["diagnoses"],
-                "labs": scores["labs"],
-                "inference": _requirement(spec.inference),
-                "training": _requirement(spec.training),
-                "paper": PAPER_TABLE1[spec.key],
-            }
-        )
-    _write_plots(out, stages, je_dir)
+        row = {
+            "key": spec.key,
+            "model": spec.model,
+            "diagnoses": scores["diagnoses"],
+            "labs": scores["labs"],
+            "inference": _requirement(spec.inference),
+            "training": _requirement(spec.training),
+            "paper": PAPER_TABLE1[spec.key],
+        }
+        if unavailable[spec.key]:
+            row["unavailable"] = unavailable[spec.key]
+        rows.append(row)
+    _write_plots(out, stages, je_dir if je is not None else None)
     table = Table1(
-        comparisons=paired_comparisons(config, out),
+        comparisons=paired_comparisons(config, out, trainable),
         rows=rows,
         cohort=_cohort_summary(store_path, stages),
         settings=_settings(config),
@@ -435,7 +516,9 @@ def run_benchmark(config: RunConfig, store: str | Path, out_dir: str | Path, *, 
 
 def _cohort_summary(store: Path, stages: dict[str, StageResult]) -> dict[str, Any]:
     manifest = Store.open(store).manifest
-    n = stages["baseline-signal"].metrics.get("n_records", {})
+    diagnosis_stage = stages.get("baseline-signal") or stages.get("baseline-mm-diag") or stages.get("finetune")
+    n = diagnosis_stage.metrics.get("n_records", {}) if diagnosis_stage is not None else {}
+    lab_stage = stages.get("baseline-mm-labs")
     return {
         "store": str(store),
         "n_records": manifest.n_records,
@@ -444,7 +527,7 @@ def _cohort_summary(store: Path, stages: dict[str, StageResult]) -> dict[str, An
         "n_test": n.get("test"),
         "n_diagnosis_labels": len(manifest.diagnosis_labels),
         "n_lab_labels": len(manifest.lab_labels),
-        "n_lab_label_test_records": stages["baseline-mm-labs"].metrics.get("n_records", {}).get("test"),
+        "n_lab_label_test_records": lab_stage.metrics.get("n_records", {}).get("test") if lab_stage else None,
         "build_parameters": manifest.build_parameters,
     }
 
@@ -462,25 +545,32 @@ def _settings(config: RunConfig) -> dict[str, Any]:
     }
 
 
-def _write_plots(out: Path, stages: dict[str, StageResult], je_dir: Path) -> None:
+def _write_plots(out: Path, stages: dict[str, StageResult], je_dir: Path | None) -> None:
+    """ROC curves of the rows that were trained, and every stage's learning curves."""
     plots = out / "plots"
-    diag_curves = {}
-    for name, key in (("Signal-only", "baseline-signal"), ("Multimodal classification", "baseline-mm-diag")):
+
+    def stage_curve(key: str) -> tuple[NDArray[np.float32], NDArray[np.float32], float]:
         probs, targets, _ = load_predictions(stages[key].out_dir / "predictions_test.npz")
-        diag_curves[name] = (targets, probs, float(stages[key].metrics["test"]["macro_auroc"] or np.nan))
-    probs, targets, _ = load_predictions(je_dir / "predictions_diagnoses_test.npz")
-    diag_curves["JE + Reconstruction"] = (targets, probs, _macro(targets, probs))
-    plot_roc(plots / "roc_diagnoses.png", "Diagnoses (test fold)", diag_curves)
-    lab_curves = {}
-    probs, targets, _ = load_predictions(stages["baseline-mm-labs"].out_dir / "predictions_test.npz")
-    lab_curves["Multimodal lab prediction"] = (
-        targets,
-        probs,
-        float(stages["baseline-mm-labs"].metrics["test"]["macro_auroc"] or np.nan),
-    )
-    probs, targets, _ = load_predictions(je_dir / "predictions_labs_test.npz")
-    lab_curves["JE + Reconstruction"] = (targets, probs, _macro(targets, probs))
-    plot_roc(plots / "roc_labs.png", "Lab abnormalities (test fold)", lab_curves)
+        return targets, probs, float(stages[key].metrics["test"]["macro_auroc"] or np.nan)
+
+    def je_curve(task: Task) -> tuple[NDArray[np.float32], NDArray[np.float32], float]:
+        assert je_dir is not None
+        probs, targets, _ = load_predictions(je_dir / f"predictions_{task}_test.npz")
+        return targets, probs, _macro(targets, probs)
+
+    diag_curves = {
+        name: stage_curve(key)
+        for name, key in (("Signal-only", "baseline-signal"), ("Multimodal classification", "baseline-mm-diag"))
+        if key in stages
+    }
+    lab_curves = {"Multimodal lab prediction": stage_curve("baseline-mm-labs")} if "baseline-mm-labs" in stages else {}
+    if je_dir is not None:
+        diag_curves["JE + Reconstruction"] = je_curve("diagnoses")
+        lab_curves["JE + Reconstruction"] = je_curve("labs")
+    if diag_curves:
+        plot_roc(plots / "roc_diagnoses.png", "Diagnoses (test fold)", diag_curves)
+    if lab_curves:
+        plot_roc(plots / "roc_labs.png", "Lab abnormalities (test fold)", lab_curves)
     plot_learning_curves(plots / "learning_curves.png", {name: read_history(r.out_dir) for name, r in stages.items()})
 
 
