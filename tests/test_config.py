@@ -82,3 +82,22 @@ def test_objective_kwargs_follow_the_objective() -> None:
     assert config.pretrain.objective_kwargs() == {"lambda_offdiag": pytest.approx(0.0051)}
     config.pretrain.objective = "infonce"
     assert config.pretrain.objective_kwargs() == {"temperature": pytest.approx(0.1)}
+
+
+def test_presets_hold_only_their_differences_from_the_defaults() -> None:
+    """nanoGPT style: a preset entry equal to the class default is noise that hides what the preset changes."""
+    from ecgkt.config import PRESET_OVERRIDES, RunConfig
+
+    defaults = RunConfig().model_dump()
+
+    def repeated(override: dict, default: dict, where: str) -> list[str]:
+        found = []
+        for key, value in override.items():
+            if isinstance(value, dict) and isinstance(default.get(key), dict):
+                found += repeated(value, default[key], f"{where}{key}.")
+            elif default.get(key) == value:
+                found.append(f"{where}{key}")
+        return found
+
+    for name, override in PRESET_OVERRIDES.items():
+        assert repeated(override, defaults, f"{name}: ") == []
