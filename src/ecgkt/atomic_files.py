@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["replacing", "replacing_folder", "write_text_atomically"]
+__all__ = ["replacing", "replacing_folder", "swap_in_folder", "write_text_atomically"]
 
 
 @contextmanager
@@ -53,27 +53,36 @@ def write_text_atomically(
     return Path(path)
 
 
-@contextmanager
-def replacing_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield an empty temporary folder beside `path` to fill; it becomes `path` when the block succeeds
-    and is removed when it fails, so a half-written folder never exists at `path`.
+def swap_in_folder(staging: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Rename a complete `staging` folder onto `target` (same parent folder, so the rename is atomic).
 
-    An existing `path` is first renamed aside and deleted only after the new folder is in place; a
+    An existing `target` is first renamed aside and deleted only after the new folder is in place; a
     kill between the two renames leaves the old folder under a hidden `.NAME.old.*` sibling, never a
     mix of both. The caller decides beforehand whether replacing an existing folder is allowed.
+    """
+    destination = Path(target)
+    if destination.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".{destination.name}.old.", dir=destination.parent))
+        os.replace(destination, trash / destination.name)
+        os.replace(staging, destination)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(staging, destination)
+    return destination
+
+
+@contextmanager
+def replacing_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `path` to fill; it becomes `path` (`swap_in_folder`)
+    when the block succeeds and is removed when it fails, so a half-written folder never exists at
+    `path`. The caller decides beforehand whether replacing an existing folder is allowed.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield staging
-        if target.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            os.replace(target, trash / target.name)
-            os.replace(staging, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(staging, target)
+        swap_in_folder(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from ecgkt import __version__
@@ -44,6 +44,7 @@ from ecgkt.errors import UserError, describe_validation_error
 from ecgkt.models.config import EcgEncoderConfig, HeadConfig
 from ecgkt.models.encoders import EcgEncoder
 from ecgkt.models.heads import MLPHead
+from ecgkt.models.weights import save_weights
 from ecgkt.signals.leads import CANONICAL_LEADS
 
 BUNDLE_FORMAT_VERSION = 1
@@ -228,8 +229,7 @@ def save_bundle(
     if target.exists() and not overwrite:
         raise BundleError(f"{target}: already exists (pass overwrite=True to replace it)")
     with replacing_folder(target) as staging:
-        tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-        save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format_version": str(BUNDLE_FORMAT_VERSION)})
+        save_weights(staging / WEIGHTS_FILE, model, metadata={"format_version": str(BUNDLE_FORMAT_VERSION)})
         recorded = manifest.model_copy(update={"weights_sha256": {WEIGHTS_FILE: sha256_file(staging / WEIGHTS_FILE)}})
         (staging / MANIFEST_FILE).write_text(recorded.model_dump_json(indent=2) + "\n")
         if config_yaml is not None:

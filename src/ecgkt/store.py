@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 from ecgkt import __version__
+from ecgkt.atomic_files import replacing, swap_in_folder, write_text_atomically
 from ecgkt.errors import UserError
 
 STORE_FORMAT_VERSION = 1
@@ -245,8 +245,8 @@ class StoreWriter:
 
     def __init__(self, destination: str | os.PathLike[str], staging: str | os.PathLike[str] | None = None) -> None:
         self.destination = Path(destination)
-        self.staging = Path(staging) if staging is not None else self.destination.with_name(
-            self.destination.name + ".partial"
+        self.staging = (
+            Path(staging) if staging is not None else self.destination.with_name(self.destination.name + ".partial")
         )
         self.staging.mkdir(parents=True, exist_ok=True)
 
@@ -263,39 +263,33 @@ class StoreWriter:
         return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
 
     def write_table(self, name: str, frame: pl.DataFrame) -> None:
-        tmp = self.staging / f".{name}.tmp"
-        frame.write_parquet(tmp)
-        os.replace(tmp, self.staging / name)
+        with replacing(self.staging / name, suffix=".tmp") as temporary:
+            frame.write_parquet(temporary)
 
     def write_table_batches(self, name: str, batches: Iterable[pl.DataFrame]) -> None:
         """Like `write_table` for a table too large to hold at once: each batch (all with one schema)
         becomes a Parquet row group, written as it comes, so memory is one batch, not the table."""
         import pyarrow.parquet as pq
 
-        tmp = self.staging / f".{name}.tmp"
-        parquet: pq.ParquetWriter | None = None
-        try:
-            for batch in batches:
-                table = batch.to_arrow()
-                if parquet is None:
-                    parquet = pq.ParquetWriter(tmp, table.schema)
-                parquet.write_table(table)
-        finally:
-            if parquet is not None:
-                parquet.close()
-        if parquet is None:
-            raise ValueError(f"{self.staging / name}: no batches to write (a table needs at least its schema)")
-        os.replace(tmp, self.staging / name)
+        with replacing(self.staging / name, suffix=".tmp") as temporary:
+            parquet: pq.ParquetWriter | None = None
+            try:
+                for batch in batches:
+                    table = batch.to_arrow()
+                    if parquet is None:
+                        parquet = pq.ParquetWriter(temporary, table.schema)
+                    parquet.write_table(table)
+            finally:
+                if parquet is not None:
+                    parquet.close()
+            if parquet is None:
+                raise ValueError(f"{self.staging / name}: no batches to write (a table needs at least its schema)")
 
     def write_json(self, name: str, payload: object) -> None:
-        tmp = self.staging / f".{name}.tmp"
-        tmp.write_text(json.dumps(payload, indent=2, default=str))
-        os.replace(tmp, self.staging / name)
+        self.write_text(name, json.dumps(payload, indent=2, default=str))
 
     def write_text(self, name: str, text: str) -> None:
-        tmp = self.staging / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, self.staging / name)
+        write_text_atomically(self.staging / name, text)
 
     def write_manifest(self, manifest: StoreManifest) -> None:
         self.write_json(MANIFEST_FILE, manifest.model_dump(mode="json"))
@@ -306,15 +300,7 @@ class StoreWriter:
         if signals.exists():
             np.load(signals, mmap_mode="r+").flush()
         Store.open(self.staging)
-        if self.destination.exists():
-            if not overwrite:
-                raise StoreError(f"{self.destination}: already exists (pass overwrite to replace it)")
-            trash = self.destination.with_name(self.destination.name + ".old")
-            if trash.exists():
-                shutil.rmtree(trash)
-            os.replace(self.destination, trash)
-            os.replace(self.staging, self.destination)
-            shutil.rmtree(trash)
-        else:
-            os.replace(self.staging, self.destination)
+        if self.destination.exists() and not overwrite:
+            raise StoreError(f"{self.destination}: already exists (pass overwrite to replace it)")
+        swap_in_folder(self.staging, self.destination)
         return self.destination

@@ -24,8 +24,6 @@ within tolerance, so a failed export never leaves a file behind.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -37,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ecgkt import __version__
+from ecgkt.atomic_files import replacing
 from ecgkt.errors import UserError
 
 DEFAULT_OPSET = 17
@@ -246,11 +245,7 @@ def export_onnx(
     window = manifest.preprocessing.window_samples
     windows, n_records = parity_windows(parity_inputs, window_samples=window)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, staging_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".onnx.tmp", dir=out.parent)
-    os.close(descriptor)
-    staging = Path(staging_name)
-    try:
+    with replacing(out, suffix=".onnx") as staging:
         prep = manifest.preprocessing
         metadata = {
             "ecgkt_version": __version__,
@@ -279,7 +274,4 @@ def export_onnx(
         )
         if not report.passed:
             raise OnnxExportError(f"parity check failed, nothing written: {report.summary()}")
-        os.replace(staging, out)
-    finally:
-        staging.unlink(missing_ok=True)
     return report

@@ -9,8 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ecgkt.atomic_files import write_text_atomically
+from ecgkt.atomic_files import replacing, write_text_atomically
 from ecgkt.evaluate.metrics import bootstrap_macro_auroc_ci, masked_auroc_per_label, masked_macro_auroc
 
 
@@ -142,9 +140,7 @@ def write_per_label_csv(
     titles = titles or {}
     known = np.isfinite(targets)
     positives = np.nansum(targets, axis=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w", newline="") as stream:
+    with replacing(path, suffix=".csv") as temporary, temporary.open("w", newline="") as stream:
         writer = csv.writer(stream)
         writer.writerow(["label", "title", "n_known", "n_positive", *[f"auroc_{split}" for split in scores]])
         for index, name in enumerate(label_names):
@@ -158,7 +154,6 @@ def write_per_label_csv(
                     *["" if v is None else f"{v:.4f}" for v in values],
                 ]
             )
-    os.replace(tmp, path)
     return path
 
 
@@ -166,10 +161,8 @@ def save_predictions(
     path: Path, probabilities: NDArray[np.float32], targets: NDArray[np.float32], label_names: Sequence[str]
 ) -> Path:
     """NumPy .npz without object arrays, so it loads with allow_pickle=False."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, probabilities=probabilities, targets=targets, labels=np.array(list(label_names), dtype=str))
-    os.replace(tmp, path)
+    with replacing(path, suffix=".npz") as temporary:
+        np.savez(temporary, probabilities=probabilities, targets=targets, labels=np.array(list(label_names), dtype=str))
     return path
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -13,6 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.metrics import roc_curve
+
+from ecgkt.atomic_files import replacing
 
 FPR_GRID = np.linspace(0.0, 1.0, 201)
 
@@ -34,11 +35,11 @@ def macro_roc(targets: NDArray[np.float32], probabilities: NDArray[np.float32]) 
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    figure.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(figure)
-    os.replace(tmp, path)
+    try:
+        with replacing(path, suffix=".png") as temporary:
+            figure.savefig(temporary, dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(figure)
     return path
 
 

@@ -33,12 +33,13 @@ import yaml
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from pydantic import ValidationError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from ecgkt.config import OptimConfig, RunConfig, write_config
 from ecgkt.errors import UserError
 from ecgkt.models.config import HeadConfig
+from ecgkt.models.weights import save_weights
 from ecgkt.store import FeatureGroup, Split
 from ecgkt.train.callbacks import RngStateCallback
 from ecgkt.train.data import StoreDataModule, TargetName
@@ -237,11 +238,7 @@ def _fit(
 
 
 def _save_weights(path: Path, module: nn.Module) -> Path:
-    tensors = {key: value.detach().cpu().contiguous() for key, value in module.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(path)
-    return path
+    return save_weights(path, module)
 
 
 def load_encoder_weights(encoder: nn.Module, path: Path) -> None:
