@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ecgkt.models.s4 import S4DKernel, S4Layer, s4d_recurrence_reference, ssm_parameters
+from ecgkt.models.s4 import S4Layer, s4d_recurrence_reference
+from ecgkt.models.s4d import S4DKernel, ssm_parameters
 
 torch.set_num_threads(1)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ecgkt.config import RunConfig
-from ecgkt.models.s4 import ssm_parameters
+from ecgkt.models.s4d import ssm_parameters
 from ecgkt.train.modules import JointEmbeddingModule, SupervisedModule
 
 

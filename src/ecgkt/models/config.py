@@ -25,7 +25,7 @@ class _ArchitectureConfig(BaseModel):
 
 def _check_hidden_sizes(sizes: list[int]) -> list[int]:
     if any(size <= 0 or size > MAX_WIDTH for size in sizes):
-        raise ValueError(f"hidden sizes must all lie in 1..{MAX_WIDTH}, got {sizes}")
+        raise ValueError(f"hidden sizes must all be positive and at most {MAX_WIDTH}, got {sizes}")
     if len(sizes) > MAX_HIDDEN_LAYERS:
         raise ValueError(f"at most {MAX_HIDDEN_LAYERS} hidden layers, got {len(sizes)}")
     return sizes

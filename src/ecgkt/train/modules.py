@@ -33,7 +33,7 @@ from ecgkt.evaluate.metrics import masked_bce_with_logits, masked_macro_auroc
 from ecgkt.models.config import EcgEncoderConfig, HeadConfig, ProjectorConfig, TabularEncoderConfig
 from ecgkt.models.encoders import EcgEncoder, TabularEncoder
 from ecgkt.models.heads import LateFusionClassifier, MLPHead, Projector
-from ecgkt.models.s4 import ssm_parameters
+from ecgkt.models.s4d import ssm_parameters
 from ecgkt.objectives import build_objective
 
 Batch = dict[str, Tensor]
