@@ -112,9 +112,8 @@ def measure(loader: Iterable[dict[str, torch.Tensor]], repeats: int) -> tuple[fl
 
 
 def make_store(path: Path, n_records: int) -> Path:
-    """The same random store benchmarks/encoder.py measures its loader row on (benchmarks/ is not a
-    package, so its folder goes on sys.path)."""
-    sys.path.insert(0, str(Path(__file__).parent))
+    """The same random store benchmarks/encoder.py measures its loader row on (the script's folder is
+    on sys.path when it runs, as for any `python benchmarks/loader.py`)."""
     from encoder import make_loader_store
 
     return make_loader_store(path, n_records)

@@ -39,7 +39,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -52,7 +51,6 @@ import torch
 from numpy.typing import NDArray
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).parent))
 from ecgkt import __version__
 from ecgkt.atomic_files import write_text_atomically
 from ecgkt.bundle import Bundle, BundleManifest, EcgOnlyModel, load_bundle, save_bundle

@@ -1,27 +1,14 @@
-"""The pure helpers of benchmarks/scaling.py: fits, verdicts, /proc parsing, and one measured child."""
+"""The pure helpers of benchmarks/scaling.py (in benchmarks/scaling_helpers.py): fits, verdicts, /proc
+parsing, and one measured child."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "scaling.py"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("scaling_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-scaling = _load()
+import scaling_helpers as scaling
 
 
 def test_linear_fit_recovers_slope_intercept_and_r2() -> None:
