@@ -46,7 +46,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ecgkt.atomic_files import write_text_atomically
 from ecgkt.config import preset
-from ecgkt.models.config import EcgEncoderConfig, HeadConfig
+from ecgkt.models.config import EcgEncoderConfig
 from ecgkt.models.encoders import EcgEncoder
 from ecgkt.models.s4 import S4Layer
 
@@ -237,24 +237,23 @@ def predict_latency(config: EcgEncoderConfig, folder: Path, repeats: int) -> dic
     → model → report. The no-calibration fallback (gradient explanation: an extra forward + backward
     per ECG) is timed too, for reference, against the same forward-only bound.
     """
-    from ecgkt.bundle import BundleManifest, EcgOnlyModel, load_bundle, save_bundle
+    from _common import random_bundle
+    from ecgkt.bundle import load_bundle
     from ecgkt.explain.surrogate import fit_surrogate, save_surrogate
     from ecgkt.export.parity import PARITY_ECGS, write_synthetic_wfdb
     from ecgkt.predict.engine import Predictor
 
-    torch.manual_seed(0)
     diagnosis_labels = [f"D{index:03d}" for index in range(100)]
     lab_labels = [f"L{index:02d}_high" for index in range(90)]
-    manifest = BundleManifest(
+    bundle = random_bundle(
+        folder / f"bundle-{config.d_model}",
         encoder=config,
-        diagnosis_head=HeadConfig(hidden=[256], dropout=0.2),
-        lab_head=HeadConfig(hidden=[256], dropout=0.2),
         diagnosis_labels=diagnosis_labels,
         lab_labels=lab_labels,
-        training={"note": "random weights: encoder benchmark only"},
+        head_hidden=[256],
+        note="random weights: encoder benchmark only",
     )
-    model = EcgOnlyModel.from_manifest(manifest).eval()
-    bundle = save_bundle(folder / f"bundle-{config.d_model}", model, manifest, overwrite=True)
+    model = load_bundle(bundle).model
     rng = np.random.default_rng(0)
     surrogate = fit_surrogate(rng.random((200, 90)), rng.random((200, 100)), diagnosis_labels, lab_labels)
     save_surrogate(bundle, surrogate)

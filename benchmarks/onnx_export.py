@@ -46,21 +46,16 @@ def median_ms(run: Callable[[], object], repeats: int = 40) -> float:
 
 
 def random_cpu_bundle(folder: Path) -> Path:
-    import torch
-
-    from ecgkt.bundle import BundleManifest, EcgOnlyModel, save_bundle
+    from _common import random_bundle
     from ecgkt.config import preset
-    from ecgkt.models.config import HeadConfig
 
-    torch.manual_seed(0)
-    manifest = BundleManifest(
+    return random_bundle(
+        folder / "bundle",
         encoder=preset("cpu").encoder,
-        diagnosis_head=HeadConfig(hidden=[128]),
-        lab_head=HeadConfig(hidden=[128]),
         diagnosis_labels=[f"D{i:03d}" for i in range(40)],
         lab_labels=[f"L{i:03d}" for i in range(60)],
+        head_hidden=[128],
     )
-    return save_bundle(folder / "bundle", EcgOnlyModel.from_manifest(manifest), manifest)
 
 
 def main() -> None:

@@ -51,9 +51,10 @@ import torch
 from numpy.typing import NDArray
 from torch.utils.flop_counter import FlopCounterMode
 
+from _common import random_bundle
 from ecgkt import __version__
 from ecgkt.atomic_files import write_text_atomically
-from ecgkt.bundle import Bundle, BundleManifest, EcgOnlyModel, load_bundle, save_bundle
+from ecgkt.bundle import Bundle, EcgOnlyModel, load_bundle
 from ecgkt.bundle_runner import window_average
 from ecgkt.config import preset
 from ecgkt.evaluate.calibration import apply_temperature
@@ -61,7 +62,7 @@ from ecgkt.explain.association import fit_association, save_association
 from ecgkt.explain.supporting_labs import MethodName, RecordOutputs, SurrogateExplainer, top_supporting_labs
 from ecgkt.explain.surrogate import fit_surrogate, save_surrogate
 from ecgkt.export.parity import PARITY_ECGS, write_synthetic_wfdb
-from ecgkt.models.config import EcgEncoderConfig, HeadConfig
+from ecgkt.models.config import EcgEncoderConfig
 from ecgkt.predict.engine import (
     DiagnosisPrediction,
     LabPrediction,
@@ -169,19 +170,16 @@ def _finite(value: float | None) -> float | None:
 
 def make_bundle(config: EcgEncoderConfig, folder: Path) -> Path:
     """A random-weight bundle with both fitted explanations (their cost does not depend on the fit)."""
-    torch.manual_seed(0)
     diagnosis_labels = [f"D{index:03d}" for index in range(N_DIAGNOSES)]
     lab_labels = [f"L{index:02d}_high" for index in range(N_LABS)]
-    manifest = BundleManifest(
+    bundle = random_bundle(
+        folder / f"bundle-{config.d_model}",
         encoder=config,
-        diagnosis_head=HeadConfig(hidden=[256], dropout=0.2),
-        lab_head=HeadConfig(hidden=[256], dropout=0.2),
         diagnosis_labels=diagnosis_labels,
         lab_labels=lab_labels,
-        training={"note": "random weights: overhead benchmark only"},
+        head_hidden=[256],
+        note="random weights: overhead benchmark only",
     )
-    model = EcgOnlyModel.from_manifest(manifest).eval()
-    bundle = save_bundle(folder / f"bundle-{config.d_model}", model, manifest, overwrite=True)
     rng = np.random.default_rng(0)
     surrogate = fit_surrogate(rng.random((200, N_LABS)), rng.random((200, N_DIAGNOSES)), diagnosis_labels, lab_labels)
     save_surrogate(bundle, surrogate)

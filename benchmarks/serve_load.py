@@ -81,29 +81,27 @@ class LevelResult:
 
 def build_benchmark_bundle(folder: Path) -> Path:
     """cpu-preset architecture, random weights, surrogate fitted on synthetic records (see docstring)."""
-    import torch
 
-    from ecgkt.bundle import BundleManifest, EcgOnlyModel, load_bundle, save_bundle
+    from _common import random_bundle
+    from ecgkt.bundle import load_bundle
     from ecgkt.bundle_runner import torch_runner, window_average
     from ecgkt.config import preset
     from ecgkt.explain.surrogate import fit_surrogate, save_surrogate
     from ecgkt.export.parity import PARITY_ECGS, write_synthetic_wfdb
     from ecgkt.mimic.labs import LAB_ITEMS
-    from ecgkt.models.config import HeadConfig
     from ecgkt.signals.readers import prepare_windows, read_ecg
 
-    torch.manual_seed(0)
     cpu = preset("cpu")
     lab_labels = [f"{lab.name}_{side}" for lab in LAB_ITEMS for side in ("low", "high")][:N_LABS]
-    manifest = BundleManifest(
+    diagnosis_labels = [f"D{index:03d}" for index in range(N_DIAGNOSES)]
+    path = random_bundle(
+        folder / "bundle",
         encoder=cpu.encoder,
-        diagnosis_head=HeadConfig(hidden=[128]),
-        lab_head=HeadConfig(hidden=[128]),
-        diagnosis_labels=[f"D{index:03d}" for index in range(N_DIAGNOSES)],
+        diagnosis_labels=diagnosis_labels,
         lab_labels=lab_labels,
-        training={"note": "random weights: serving benchmark only"},
+        head_hidden=[128],
+        note="random weights: serving benchmark only",
     )
-    path = save_bundle(folder / "bundle", EcgOnlyModel.from_manifest(manifest), manifest)
     run = torch_runner(load_bundle(path).model)
     lab_rows, diag_rows = [], []
     records = folder / "surrogate_records"
@@ -113,7 +111,7 @@ def build_benchmark_bundle(folder: Path) -> Path:
         diag, lab = run(prepare_windows(read_ecg(header)))
         diag_rows.append(window_average(diag))
         lab_rows.append(window_average(lab))
-    surrogate = fit_surrogate(np.stack(lab_rows), np.stack(diag_rows), manifest.diagnosis_labels, lab_labels)
+    surrogate = fit_surrogate(np.stack(lab_rows), np.stack(diag_rows), diagnosis_labels, lab_labels)
     save_surrogate(path, surrogate.model_copy(update={"fitted_on": "40 synthetic benchmark records"}))
     return path
 
