@@ -40,8 +40,10 @@ def prediction_options(
 
 def reader_options(units: str, missing_leads: str, sampling_rate: float | None, leads: str | None) -> dict[str, Any]:
     """The input-reading options as `read_ecg` keywords; ValueError names the bad option."""
-    if units.lower() not in ("auto", "mv", "uv", "µv"):
-        raise ValueError(f"--units must be auto, mV or uV, got {units!r}")
+    from ecgkt.signals.units import units_option
+
+    if units_option(units) is None:
+        raise ValueError(f"--units must be auto, mV or uV (µV and μV accepted), got {units!r}")
     if missing_leads not in ("error", "zero"):
         raise ValueError(f"--missing-leads must be error or zero, got {missing_leads!r}")
     options: dict[str, Any] = {"missing_leads": missing_leads, "units": units}
@@ -60,7 +62,8 @@ def predict(
     bundle: Path = typer.Argument(..., help="Model bundle folder (from `ecgkt benchmark`).", show_default=False),
     inputs: list[Path] = typer.Argument(
         ...,
-        help="ECG files (WFDB record or .hea, DICOM .dcm, .npy, .npz), folders, or CSV lists with a 'path' column.",
+        help="ECG files (WFDB record or .hea, DICOM .dcm, .npy, .npz, JSON ECG document), folders, "
+        "or CSV lists with a 'path' column.",
         show_default=False,
     ),
     output_format: str = typer.Option("json", "--format", "-f", help="json | csv."),
