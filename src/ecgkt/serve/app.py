@@ -43,6 +43,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ecgkt import __version__
+from ecgkt.errors import UserError
 from ecgkt.serve.settings import Backend, ServeSettings
 from ecgkt.serve.uploads import (
     ParsedUpload,
@@ -542,6 +543,12 @@ def create_app(bundle_path: Path | str, backend: Backend = "torch", settings: Se
     async def _upload_error(_: Request, error: UploadError) -> JSONResponse:
         return _error_response(error)
 
+    @app.exception_handler(UserError)
+    async def _user_error(_: Request, error: UserError) -> JSONResponse:
+        # A reader or the engine refused the input after parsing (e.g. non-finite model output).
+        kind = getattr(error, "kind", "invalid_input")
+        return _error_response(UploadError(422, str(kind), str(error)))
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
         kinds = {404: "not_found", 405: "method_not_allowed"}
@@ -610,13 +617,11 @@ def app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` (one call per worker process); reads ECGKT_SERVE_* variables."""
     import os
 
-    from ecgkt.serve.settings import SettingsError
+    from ecgkt.serve.settings import SettingsError, configure_logging
 
     bundle = os.environ.get("ECGKT_SERVE_BUNDLE")
     if not bundle:
         raise SettingsError("ECGKT_SERVE_BUNDLE is not set (the model bundle folder to serve)")
-    from ecgkt.serve.commands import configure_logging
-
     settings = ServeSettings.from_env()
     configure_logging(settings.log_level)
     backend = os.environ.get("ECGKT_SERVE_BACKEND", "torch")
