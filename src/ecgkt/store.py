@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 from ecgkt import __version__
+from ecgkt.signals.preprocess import PreprocessSpec
 
 STORE_FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -76,12 +77,8 @@ class FoldSpec(_Strict):
     seed: int = 0
 
 
-class PreprocessingSpec(_Strict):
-    sampling_rate_hz: int = 100
-    num_samples: int = 1000
-    clip_mv: float = 3.0
-    leads: list[str] = Field(default_factory=list)
-    source_sampling_rate_hz: int = 500
+# The one preprocessing contract (ecgkt.signals.preprocess); reads earlier store manifests unchanged.
+PreprocessingSpec = PreprocessSpec
 
 
 class StoreManifest(_Strict):

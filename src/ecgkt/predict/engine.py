@@ -136,10 +136,8 @@ def thresholds_for(labels: list[str], stored: dict[str, float] | None) -> NDArra
 
 
 def preprocess_spec(manifest: BundleManifest) -> PreprocessSpec:
-    spec = manifest.preprocessing
-    return PreprocessSpec(
-        sampling_rate_hz=spec.sampling_rate_hz, record_seconds=spec.record_seconds, clip_mv=spec.clip_mv
-    )
+    """The bundle's preprocessing contract, used as is (one model: no conversion)."""
+    return manifest.preprocessing
 
 
 def build_explainer(bundle: Bundle, method: MethodName | None) -> tuple[SupportExplainer | None, list[str]]:
