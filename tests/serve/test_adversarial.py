@@ -148,3 +148,39 @@ def test_flat_lead_is_noted_per_lead_in_the_response(client: TestClient, ecg_mv:
 
 def test_service_still_answers_after_the_hostile_suite(client: TestClient) -> None:
     assert client.get("/healthz").status_code == 200
+
+
+def test_a_timed_out_job_is_actually_stopped() -> None:
+    """The 504 is not the end of the story: the job itself stops at its next deadline check."""
+    import asyncio
+
+    from ecgkt.serve.pool import InferencePool, JobCancelledError, check_deadline
+    from ecgkt.serve.uploads import UploadError
+
+    pool = InferencePool(threads=1, max_pending=4, timeout_s=0.2)
+    outcome: dict[str, object] = {}
+
+    def slow_job() -> None:
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < 10:
+                time.sleep(0.01)
+                check_deadline()
+        except JobCancelledError:
+            outcome["stopped_after_s"] = time.monotonic() - started
+            raise
+
+    async def scenario() -> None:
+        with pytest.raises(UploadError) as error:
+            await pool.run(slow_job)
+        assert error.value.status_code == 504
+
+    try:
+        asyncio.run(scenario())
+        deadline = time.monotonic() + 5
+        while pool.pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pool.pending == 0
+        assert float(outcome["stopped_after_s"]) < 1.0  # type: ignore[arg-type]
+    finally:
+        pool.shutdown()

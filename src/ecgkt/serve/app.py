@@ -34,16 +34,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from numpy.typing import NDArray
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ecgkt import __version__
 from ecgkt.errors import UserError
 from ecgkt.serve.guard import RequestGuard, error_response
-from ecgkt.serve.pool import InferencePool
+from ecgkt.serve.pool import CANCEL_CHUNK_WINDOWS, InferencePool, check_deadline
 from ecgkt.serve.schema import (
     ERROR_RESPONSES,
     JSON_ERROR_RESPONSES,
@@ -143,10 +145,10 @@ class EcgService:
         self.settings = settings
         self.backend: Backend = backend
         self.bundle = load_bundle(bundle_path)
-        runner = None
-        if backend == "onnx":
-            runner = self._onnx_runner(bundle_path)
-        self.predictor = Predictor(self.bundle, runner=runner)
+        from ecgkt.predict.engine import torch_runner
+
+        runner = self._onnx_runner(bundle_path) if backend == "onnx" else torch_runner(self.bundle.model)
+        self.predictor = Predictor(self.bundle, runner=cancellable(runner))
         self.pool = InferencePool(settings.inference_threads, settings.max_pending, settings.inference_timeout_s)
         # matplotlib's rc_context (used when a figure becomes SVG) changes global state: one report at a time.
         self._report_lock = threading.Lock()
@@ -212,6 +214,7 @@ class EcgService:
     def predict(self, upload: ReceivedUpload) -> tuple[str, Any]:
         """(upload kind, PredictionResult) — runs in the pool."""
         parsed = parse_upload(upload)
+        check_deadline()
         result = self.predictor.predict(parsed.ecg)
         return parsed.kind, result.model_copy(update={"source": parsed.ecg.source})
 
@@ -220,13 +223,30 @@ class EcgService:
         from ecgkt.report.html import render_report_fragment
 
         parsed = parse_upload(upload)
+        check_deadline()
         result = self.predictor.predict(parsed.ecg)
+        check_deadline()
         result = result.model_copy(update={"source": parsed.ecg.source})
         with self._report_lock:
             return parsed.kind, render_report_fragment(result, parsed.ecg, self.bundle.manifest)
 
     def close(self) -> None:
         self.pool.shutdown()
+
+
+def cancellable(runner: Any) -> Any:
+    """The model runner, fed in chunks with a deadline check between them (see `serve.pool`)."""
+
+    def run(windows: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        diag, lab = [], []
+        for start in range(0, windows.shape[0], CANCEL_CHUNK_WINDOWS):
+            check_deadline()
+            d, m = runner(windows[start : start + CANCEL_CHUNK_WINDOWS])
+            diag.append(d)
+            lab.append(m)
+        return np.concatenate(diag), np.concatenate(lab)
+
+    return run
 
 
 def _macro(values: list[float | None]) -> float | None:
