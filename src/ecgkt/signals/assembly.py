@@ -55,6 +55,7 @@ __all__ = [
     "RawEcg",
     "assemble",
     "check_sampling_rate",
+    "derivable_leads",
     "make_overrides",
     "prepare_windows",
 ]
@@ -153,6 +154,7 @@ def assemble(raw: RawEcg, overrides: Overrides = Overrides()) -> EcgInput:
     channel_of, inverted = _select_leads(channel_has_finite, names, source, overrides.missing_leads, notes)
     factors = _unit_factors(signal, channel_of, raw, overrides.units, notes)
     signal_mv = _canonical_mv(signal, channel_of, inverted, factors)
+    _derive_limb_leads(signal_mv, derivable_leads(channel_of))
     notes.extend(_preparation_notes(signal_mv, fs))
     notes.extend(_quality_notes(signal_mv, channel_of))
     return EcgInput(
@@ -271,6 +273,34 @@ def _canonical_mv(
     return out
 
 
+# The limb leads that follow from I and II: III = II - I (Einthoven); aVR = -(I + II)/2,
+# aVL = I - II/2, aVF = II - I/2 (Goldberger's augmented leads). Vendor formats that store 8
+# leads (GE MUSE, SCP-ECG: I, II, V1-V6) rely on this; the derivation is exact for an ideal recorder.
+_LIMB_FROM_I_II: dict[str, tuple[float, float]] = {
+    "III": (-1.0, 1.0),
+    "aVR": (-0.5, -0.5),
+    "aVL": (1.0, -0.5),
+    "aVF": (-0.5, 1.0),
+}
+
+
+def derivable_leads(channel_of: Sequence[int | None]) -> list[str]:
+    """Missing limb leads that can be computed because I and II are present."""
+    index = {lead: k for k, lead in enumerate(CANONICAL_LEADS)}
+    if channel_of[index["I"]] is None or channel_of[index["II"]] is None:
+        return []
+    return [lead for lead in _LIMB_FROM_I_II if channel_of[index[lead]] is None]
+
+
+def _derive_limb_leads(signal_mv: NDArray[np.float32], leads: Sequence[str]) -> None:
+    """Fill derived limb leads in place (canonical order, mV)."""
+    lead_i = signal_mv[CANONICAL_LEADS.index("I")].astype(np.float64)
+    lead_ii = signal_mv[CANONICAL_LEADS.index("II")].astype(np.float64)
+    for lead in leads:
+        a, b = _LIMB_FROM_I_II[lead]
+        signal_mv[CANONICAL_LEADS.index(lead)] = a * lead_i + b * lead_ii
+
+
 def _orient(signal: NDArray[np.float64], n_leads: int, source: str) -> NDArray[np.float64]:
     """Accept (leads, n) or (n, leads); anything else is a wrong number of leads."""
     if signal.ndim != 2:
@@ -314,6 +344,10 @@ def _select_leads(
             channel = None
         channel_of.append(channel)
     missing = [lead for lead, channel in zip(CANONICAL_LEADS, channel_of, strict=True) if channel is None]
+    derived = derivable_leads(channel_of)
+    if derived:
+        notes.append(f"derived lead(s) {', '.join(derived)} from I and II (Einthoven's and Goldberger's equations)")
+        missing = [lead for lead in missing if lead not in derived]
     if missing and missing_leads != "zero":
         absent = [lead for lead in missing if lead not in empty]
         parts = []
