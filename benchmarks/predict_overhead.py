@@ -12,7 +12,7 @@ benchmarks/encoder.py builds them) and per explanation method (`association`, th
 - after: `Predictor.predict_path` as shipped (fast format-16 reader, cached-filter decimation,
   per-bundle precomputation, one validation of the result);
 - before: the reference path reconstructed from the reference functions kept in the code —
-  `readers._read_wfdb_with_wfdb` (wfdb.rdheader + rdrecord), `preprocess.resample_reference`
+  `wfdb_record.read_wfdb_with_wfdb` (wfdb.rdheader + rdrecord), `preprocess.resample_reference`
   (scipy resample_poly designing its filter per call), and the previous engine loop below
   (`legacy_predict`: a pydantic model per label, one sort per positive diagnosis, the surrogate's JSON
   lists converted per record). Reader assembly (lead selection, units, notes) is the current, faster
@@ -70,9 +70,10 @@ from ecgkt.predict.engine import (
     PredictionResult,
     Predictor,
 )
-from ecgkt.signals import readers
+from ecgkt.signals.assembly import assemble
 from ecgkt.signals.preprocess import PreprocessSpec, interpolate_nans, resample_reference
 from ecgkt.signals.readers import EcgInput, prepare_windows, read_ecg
+from ecgkt.signals.wfdb_record import read_wfdb_with_wfdb
 from ecgkt.signals.windows import plan_windows, split_windows
 from encoder import ECG_WINDOWS, WINDOW, fft_flops, matmul_peak_flops
 
@@ -87,8 +88,7 @@ N_DIAGNOSES, N_LABS = 100, 90
 def legacy_read(header: Path) -> EcgInput:
     """read_ecg through wfdb (the reader before the fast format-16 path)."""
     source = str(header)
-    raw = readers._read_wfdb_with_wfdb(header, source)
-    return readers._assemble(raw, readers._overrides(None, None, "auto", "error"), "error")
+    return assemble(read_wfdb_with_wfdb(header, source))
 
 
 def legacy_prepare_windows(ecg: EcgInput, spec: PreprocessSpec, window: int) -> NDArray[np.float32]:

@@ -20,6 +20,13 @@ whose explanation surrogate is fitted on synthetic records so that the default e
 timed (latency does not depend on what the weights learned).
 
 Run: `.venv/bin/python benchmarks/serve_load.py [--bundle DIR] [--requests-c1 60] [--requests-c8 160]`.
+
+`--attack` (issue 18) runs only the torch configuration: 4 normal clients unloaded, then the same 4
+beside one malicious client that sends the worst known bodies in a loop (the issue's 80-byte
+`sampling_rate_hz: 1e-5` request, 1 MiB of nested brackets, a 5000-digit number), and reports the
+normal clients' throughput and p99 against the unloaded run, the malicious requests' statuses,
+and the server's peak resident memory (VmHWM). Results are merged into serve_load.json ("attack")
+and a section of serve_load.md.
 """
 
 from __future__ import annotations
@@ -267,6 +274,116 @@ def measure(bundle: Path, config: ServerConfig, files: list, args: argparse.Name
     }
 
 
+# ---- a malicious client beside normal ones (issue 18) -------------------------------------------
+
+HOSTILE_BODIES: tuple[bytes, ...] = (
+    b'{"signal":[[0.0]],"sampling_rate_hz":1e-5,"leads":["I"],"missing_leads":"zero"}',
+    b"[" * (1024 * 1024),
+    b'{"signal": [[0.0]], "sampling_rate_hz": ' + b"9" * 5000 + b"}",
+)
+# Documented bound for the server's peak resident memory under the attack run (model + Python + torch
+# ~ 400-600 MB here; an unbounded request used to add ~270 MB/s up to 9 GB).
+ATTACK_MEMORY_BOUND_MB = 1024
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def attack(url: str, files: list, normal_clients: int, n_requests: int) -> tuple[list[float], int, float, dict]:
+    """Normal clients send `n_requests` uploads while one client loops over HOSTILE_BODIES."""
+    stop = asyncio.Event()
+    statuses: dict[str, int] = {}
+
+    async def malicious() -> None:
+        async with httpx.AsyncClient(timeout=120) as client:
+            index = 0
+            while not stop.is_set():
+                body = HOSTILE_BODIES[index % len(HOSTILE_BODIES)]
+                index += 1
+                response = await client.post(url, content=body, headers={"content-type": "application/json"})
+                statuses[str(response.status_code)] = statuses.get(str(response.status_code), 0) + 1
+
+    task = asyncio.create_task(malicious())
+    try:
+        latencies, errors, wall = await drive(url, normal_clients, n_requests, files)
+    finally:
+        stop.set()
+        await task
+    return latencies, errors, wall, statuses
+
+
+def measure_attack(bundle: Path, files: list, n_requests: int, scratch: Path) -> dict:
+    config = CONFIGS[0]
+    port = free_port()
+    process = start_server(bundle, config, port, scratch / "server-attack.log")
+    url = f"http://127.0.0.1:{port}/v1/predict"
+    try:
+        asyncio.run(drive(url, 2, 10, files))  # warm-up
+        rss_before = peak_rss_mb(process.pid)
+        latencies, errors, wall = asyncio.run(drive(url, 4, n_requests, files))
+        unloaded = summarise("4 normal clients", 4, latencies, errors, wall)
+        latencies, errors, wall, statuses = asyncio.run(attack(url, files, 4, n_requests))
+        loaded = summarise("4 normal clients + 1 malicious", 4, latencies, errors, wall)
+        rss_peak = peak_rss_mb(process.pid)
+    finally:
+        stop_server(process)
+    ratio = loaded.requests_per_s / unloaded.requests_per_s
+    print(
+        f"  attack: unloaded {unloaded.requests_per_s:.1f} req/s, with attacker {loaded.requests_per_s:.1f} "
+        f"({100 * ratio:.0f} %), p99 {unloaded.p99_ms:.0f} -> {loaded.p99_ms:.0f} ms, peak RSS {rss_peak:.0f} MB, "
+        f"malicious statuses {statuses}"
+    )
+    return {
+        "unloaded": asdict(unloaded),
+        "with_attacker": asdict(loaded),
+        "throughput_kept": round(ratio, 3),
+        "malicious_statuses": statuses,
+        "server_peak_rss_mb_after_warmup": round(rss_before, 1),
+        "server_peak_rss_mb": round(rss_peak, 1),
+        "memory_bound_mb": ATTACK_MEMORY_BOUND_MB,
+    }
+
+
+def write_attack(attack_result: dict, machine: str) -> None:
+    json_path = RESULTS / "serve_load.json"
+    payload = json.loads(json_path.read_text()) if json_path.is_file() else {}
+    payload["attack"] = {"machine": machine, **attack_result}
+    json_path.write_text(json.dumps(payload, indent=2) + "\n")
+    u, a = attack_result["unloaded"], attack_result["with_attacker"]
+    section = [
+        "<!-- attack -->",
+        "## One malicious client beside 4 normal ones (issue 18)",
+        "",
+        f"Machine: {machine}. torch backend, 2 request threads, 1 intra-op thread, default limits "
+        "(20 MiB body, 30 s timeout). The malicious client loops over the issue's 80-byte "
+        "`sampling_rate_hz: 1e-5` body, 1 MiB of nested brackets and a 5000-digit number.",
+        "",
+        "| run | requests | errors | req/s | p50 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| 4 normal clients | {u['requests']} | {u['errors']} | {u['requests_per_s']:.1f} | {u['p50_ms']:.1f} | "
+        f"{u['p99_ms']:.1f} |",
+        f"| 4 normal + 1 malicious | {a['requests']} | {a['errors']} | {a['requests_per_s']:.1f} | {a['p50_ms']:.1f} | "
+        f"{a['p99_ms']:.1f} |",
+        "",
+        f"- normal clients keep **{100 * attack_result['throughput_kept']:.0f} %** of their unloaded throughput "
+        "(target >= 80 %);",
+        f"- malicious requests answered with statuses {attack_result['malicious_statuses']} (all 4xx, none 5xx);",
+        f"- server peak resident memory (VmHWM) {attack_result['server_peak_rss_mb']:.0f} MB "
+        f"(after warm-up {attack_result['server_peak_rss_mb_after_warmup']:.0f} MB); documented bound "
+        f"{attack_result['memory_bound_mb']} MB. Before issue 18 one such request allocated up to 9 GB.",
+        "",
+        "Regenerate with `.venv/bin/python benchmarks/serve_load.py --attack`.",
+    ]
+    md_path = RESULTS / "serve_load.md"
+    text = md_path.read_text() if md_path.is_file() else ""
+    text = text.split("<!-- attack -->")[0].rstrip() + "\n\n" + "\n".join(section) + "\n"
+    md_path.write_text(text)
+
+
 # ---- report --------------------------------------------------------------------------------------
 
 
@@ -337,6 +454,8 @@ def main() -> None:
     parser.add_argument(
         "--configs", nargs="*", default=[c.name for c in CONFIGS], help="subset of configurations to run"
     )
+    parser.add_argument("--attack", action="store_true", help="only the malicious-client run (issue 18)")
+    parser.add_argument("--requests-attack", type=int, default=120)
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)  # sklearn convergence notes while fitting
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -346,6 +465,14 @@ def main() -> None:
         scratch = Path(scratch_name)
         bundle = args.bundle or build_benchmark_bundle(scratch)
         files = request_files(scratch)
+        if args.attack:
+            machine = (
+                f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+                f"{platform.python_version()}, load average at start {load_at_start:.1f} (other jobs share the machine)"
+            )
+            write_attack(measure_attack(bundle, files, args.requests_attack, scratch), machine)
+            print(f"wrote {RESULTS / 'serve_load.md'}")
+            return
         header = scratch / "request" / "41234567.hea"
         engine = {backend: engine_latency_ms(bundle, backend, header) for backend in ("torch", "onnx")}
         print(f"engine alone: torch {engine['torch']:.1f} ms, onnx {engine['onnx']:.1f} ms")

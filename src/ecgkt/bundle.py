@@ -45,7 +45,7 @@ from ecgkt.models.config import EcgEncoderConfig, HeadConfig
 from ecgkt.models.encoders import EcgEncoder
 from ecgkt.models.heads import MLPHead
 from ecgkt.models.weights import save_weights
-from ecgkt.signals.leads import CANONICAL_LEADS
+from ecgkt.signals.preprocess import PreprocessSpec
 
 BUNDLE_FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.safetensors"
@@ -62,15 +62,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class BundlePreprocessing(_Strict):
-    """How an input ECG must look before it reaches the model (see ecgkt.signals.preprocess)."""
-
-    sampling_rate_hz: int = Field(default=100, gt=0)
-    leads: list[str] = Field(default_factory=lambda: list(CANONICAL_LEADS))
-    record_seconds: float = Field(default=10.0, gt=0)
-    window_samples: int = Field(default=250, gt=0)
-    n_windows: int = Field(default=4, gt=0)
-    clip_mv: float = Field(default=3.0, gt=0)
+# The one preprocessing contract (ecgkt.signals.preprocess); reads earlier bundle manifests unchanged.
+BundlePreprocessing = PreprocessSpec
 
 
 class BundleManifest(_Strict):

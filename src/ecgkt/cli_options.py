@@ -37,8 +37,10 @@ def prediction_options(
 
 def reader_options(units: str, missing_leads: str, sampling_rate: float | None, leads: str | None) -> dict[str, Any]:
     """The input-reading options as `read_ecg` keywords; OptionError names the bad option."""
-    if units.lower() not in ("auto", "mv", "uv", "µv"):
-        raise OptionError(f"--units must be auto, mV or uV, got {units!r}")
+    from ecgkt.signals.units import units_option
+
+    if units_option(units) is None:
+        raise OptionError(f"--units must be auto, mV or uV (µV and μV accepted), got {units!r}")
     if missing_leads not in ("error", "zero"):
         raise OptionError(f"--missing-leads must be error or zero, got {missing_leads!r}")
     options: dict[str, Any] = {"missing_leads": missing_leads, "units": units}

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ecgkt import __version__
 from ecgkt.atomic_files import replacing, swap_in_folder, write_text_atomically
 from ecgkt.errors import UserError
+from ecgkt.signals.preprocess import PreprocessSpec
 
 STORE_FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -77,12 +78,8 @@ class FoldSpec(_Strict):
     seed: int = 0
 
 
-class PreprocessingSpec(_Strict):
-    sampling_rate_hz: int = 100
-    num_samples: int = 1000
-    clip_mv: float = 3.0
-    leads: list[str] = Field(default_factory=list)
-    source_sampling_rate_hz: int = 500
+# The one preprocessing contract (ecgkt.signals.preprocess); reads earlier store manifests unchanged.
+PreprocessingSpec = PreprocessSpec
 
 
 class StoreManifest(_Strict):

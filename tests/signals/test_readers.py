@@ -257,14 +257,19 @@ def test_sampling_rate_argument_overrides_the_file(mimic_record: Path) -> None:
 
 
 def test_missing_leads_error_or_zero_fill(analytic_ecg) -> None:
-    eight = ["I", "II", "V1", "V2", "V3", "V4", "V5", "V6"]
-    signal = analytic_ecg(500)[[CANONICAL_LEADS.index(n) for n in eight]]
-    with pytest.raises(EcgInputError, match=r"eight: missing lead\(s\) III, aVR, aVL, aVF"):
-        read_ecg_array(signal, 500, eight, source="eight")
-    ecg = read_ecg_array(signal, 500, eight, source="eight", missing_leads="zero")
-    assert not ecg.signal_mv[2:6].any()
-    np.testing.assert_allclose(ecg.signal_mv[6:], signal[2:], atol=1e-6)
-    assert "missing lead(s) III, aVR, aVL, aVF filled with zeros" in ecg.notes
+    # Limb leads follow from I and II (test_eight_lead_input_derives_the_limb_leads); precordial ones do not.
+    ten = [lead for lead in CANONICAL_LEADS if lead not in ("V1", "V2")]
+    signal = analytic_ecg(500)[[CANONICAL_LEADS.index(n) for n in ten]]
+    with pytest.raises(EcgInputError, match=r"ten: missing lead\(s\) V1, V2"):
+        read_ecg_array(signal, 500, ten, source="ten")
+    ecg = read_ecg_array(signal, 500, ten, source="ten", missing_leads="zero")
+    assert not ecg.signal_mv[6:8].any()
+    np.testing.assert_allclose(ecg.signal_mv[8:], signal[6:], atol=1e-6)
+    assert "missing lead(s) V1, V2 filled with zeros" in ecg.notes
+    without_ii = [lead for lead in CANONICAL_LEADS if lead not in ("II", "III")]
+    partial = analytic_ecg(500)[[CANONICAL_LEADS.index(n) for n in without_ii]]
+    with pytest.raises(EcgInputError, match=r"missing lead\(s\) II, III"):
+        read_ecg_array(partial, 500, without_ii, source="no-ii")
 
 
 def test_an_all_nan_lead_counts_as_missing(analytic_ecg) -> None:
@@ -388,3 +393,19 @@ def test_iter_inputs_errors(tmp_path: Path) -> None:
         iter_inputs([tmp_path / "blank.csv"])
     with pytest.raises(EcgInputError, match="no input files given"):
         iter_inputs([])
+
+
+def test_eight_lead_input_derives_the_limb_leads(analytic_ecg) -> None:  # type: ignore[no-untyped-def]
+    """GE MUSE / SCP-ECG store I, II, V1-V6: III, aVR, aVL, aVF follow from Einthoven and Goldberger."""
+    from ecgkt.signals.readers import read_ecg_array
+
+    full = analytic_ecg(500)
+    kept = [CANONICAL_LEADS.index(lead) for lead in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")]
+    ecg = read_ecg_array(full[kept], 500, ["I", "II", "V1", "V2", "V3", "V4", "V5", "V6"], units="mV")
+    signal = ecg.signal_mv.astype(np.float64)
+    lead = {name: signal[k] for k, name in enumerate(CANONICAL_LEADS)}
+    np.testing.assert_allclose(lead["III"], lead["II"] - lead["I"], atol=1e-6)
+    np.testing.assert_allclose(lead["aVR"], -(lead["I"] + lead["II"]) / 2, atol=1e-6)
+    np.testing.assert_allclose(lead["aVL"], lead["I"] - lead["II"] / 2, atol=1e-6)
+    np.testing.assert_allclose(lead["aVF"], lead["II"] - lead["I"] / 2, atol=1e-6)
+    assert any("derived lead(s) III, aVR, aVL, aVF" in note for note in ecg.notes)

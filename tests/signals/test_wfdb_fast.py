@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 from ecgkt.mimic.layout import MIMIC_LEAD_ORDER
-from ecgkt.signals import readers
+from ecgkt.signals import wfdb_record
 from ecgkt.signals.readers import EcgInput, EcgInputError, read_ecg
 from ecgkt.signals.wfdb_fast import parse_strict_header, read_format16_record
+from ecgkt.signals.wfdb_record import read_wfdb_with_wfdb
 
 
 def _wrsamp(
@@ -61,7 +62,7 @@ def _signal(n: int = 5000, seed: int = 0, nan: bool = False) -> np.ndarray:
 
 def _read_with_wfdb_only(header: Path, monkeypatch: pytest.MonkeyPatch) -> EcgInput:
     with monkeypatch.context() as patch:
-        patch.setattr(readers, "read_format16_record", lambda _path: None)
+        patch.setattr(wfdb_record, "read_format16_record", lambda _path: None)
         return read_ecg(header)
 
 
@@ -94,7 +95,7 @@ def test_fast_path_matches_wfdb_bit_for_bit(
     )
     fast = read_format16_record(header)
     assert fast is not None, "format 16 written by wrsamp must take the fast path"
-    raw = readers._read_wfdb_with_wfdb(header, str(header))
+    raw = read_wfdb_with_wfdb(header, str(header))
     parsed, samples = fast
     np.testing.assert_array_equal(samples, raw.signal)
     assert np.isnan(samples).any() == nan
@@ -170,7 +171,7 @@ def test_optional_gain_fields_are_read_like_wfdb(
     header = _edit(_wrsamp(tmp_path, "rec", _signal()), old, new, 12)
     fast = read_format16_record(header)
     assert fast is not None
-    raw = readers._read_wfdb_with_wfdb(header, "rec")
+    raw = read_wfdb_with_wfdb(header, "rec")
     np.testing.assert_array_equal(fast[1], raw.signal)
     assert tuple(fast[0].units) == raw.declared_units
     _assert_same_input(read_ecg(header), _read_with_wfdb_only(header, monkeypatch))
@@ -214,7 +215,7 @@ def test_longer_data_file_reads_the_declared_samples_like_wfdb(tmp_path: Path) -
     data.write_bytes(data.read_bytes() + np.full(12 * 40, 1234, dtype="<i2").tobytes())
     fast = read_format16_record(header)
     assert fast is not None and fast[1].shape == (12, 5000)
-    np.testing.assert_array_equal(fast[1], readers._read_wfdb_with_wfdb(header, "rec").signal)
+    np.testing.assert_array_equal(fast[1], read_wfdb_with_wfdb(header, "rec").signal)
 
 
 def test_record_and_data_file_names_may_differ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

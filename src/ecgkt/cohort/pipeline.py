@@ -619,7 +619,7 @@ def _manifest(
         n_records=n,
         preprocessing=PreprocessingSpec(
             sampling_rate_hz=preprocess.sampling_rate_hz,
-            num_samples=preprocess.num_samples,
+            record_seconds=preprocess.record_seconds,
             clip_mv=preprocess.clip_mv,
             leads=list(CANONICAL_LEADS),
             source_sampling_rate_hz=ECG_SAMPLING_RATE_HZ,

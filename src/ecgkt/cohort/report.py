@@ -74,6 +74,8 @@ SKIP_RULES: dict[str, tuple[Action, str]] = {
     ),
     "signal.flat_lead": ("kept", "record with at least one flat lead (the lead stays flat)"),
     "signal.microvolt_units": ("repaired", "record stored in uV, converted to mV"),
+    "signal.units_converted": ("repaired", "record stored in V or nV, converted to mV (ecgkt.signals.units)"),
+    "signal.saturated_lead": ("kept", "record with at least one saturated lead (>= 2 % of samples on its rail)"),
     # labevents
     "labevents.unknown_itemid": ("row skipped", "labevents row whose itemid is not listed in d_labitems"),
     "labevents.non_numeric_valuenum": (

@@ -19,7 +19,6 @@ import json
 import multiprocessing
 import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -31,22 +30,14 @@ from numpy.typing import NDArray
 from ecgkt.mimic.layout import ECG_SAMPLING_RATE_HZ
 from ecgkt.signals.leads import LeadError, lead_permutation
 from ecgkt.signals.preprocess import PreprocessSpec, preprocess
+from ecgkt.signals.quality import FLAT_PTP_MV, lead_quality
+from ecgkt.signals.units import unit_to_mv
 from ecgkt.signals.wfdb_fast import SimpleHeader, parse_simple_header, read_physical
+from ecgkt.signals.wfdb_header import FORMAT_BYTES_PER_SAMPLE
+
+__all__ = ["FLAT_PTP_MV", "OK", "ChunkResult", "RecordResult", "ingest_chunk", "ingest_signals", "read_record"]
 
 OK = "ok"
-_FORMAT_BYTES: dict[str, float] = {
-    "8": 1,
-    "16": 2,
-    "24": 3,
-    "32": 4,
-    "61": 2,
-    "80": 1,
-    "160": 2,
-    "212": 1.5,
-    "310": 4 / 3,
-    "311": 4 / 3,
-}
-FLAT_PTP_MV = 1e-6
 
 
 @dataclass
@@ -80,11 +71,11 @@ def _wfdb_header(base: Path) -> _Header:
     spf = header.samps_per_frame or [1] * len(files)
     offsets = header.byte_offset or [None] * len(files)
     for name, fmt, frames, offset in zip(files, header.fmt or [], spf, offsets, strict=False):
-        if sizes is None or str(fmt) not in _FORMAT_BYTES:
+        if sizes is None or str(fmt) not in FORMAT_BYTES_PER_SAMPLE:
             sizes = None
             continue
         previous = sizes.get(name, float(offset or 0))
-        sizes[name] = previous + _FORMAT_BYTES[str(fmt)] * (frames or 1) * int(header.sig_len or 0)
+        sizes[name] = previous + FORMAT_BYTES_PER_SAMPLE[str(fmt)] * (frames or 1) * int(header.sig_len or 0)
     return _Header(
         fs=float(header.fs or 0),
         sig_len=int(header.sig_len or 0),
@@ -161,20 +152,22 @@ def read_record(base: Path, spec: PreprocessSpec = PreprocessSpec()) -> RecordRe
         return RecordResult(None, "signal.unreadable", detail=f"{base}: {error}")
     if raw.shape[1] != needed:
         return RecordResult(None, "signal.truncated_dat", detail=f"{base}: read {raw.shape[1]} of {needed} samples")
-    units = [header.units[i].strip().lower() if i < len(header.units) else "mv" for i in order]
-    micro = np.array([unit in ("uv", "µv", "microvolt") for unit in units])
-    if micro.any():
-        raw[micro] /= 1000.0
-        repairs.append("signal.microvolt_units")
+    # The one unit table (ecgkt.signals.units), as inference uses; unknown spellings stay as read (mV).
+    factors = np.array([(unit_to_mv(header.units[i]) if i < len(header.units) else None) or 1.0 for i in order])
+    if (factors != 1.0).any():
+        raw *= factors[:, None]
+        if (factors == 1e-3).any():
+            repairs.append("signal.microvolt_units")
+        if ((factors != 1.0) & (factors != 1e-3)).any():
+            repairs.append("signal.units_converted")
 
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN leads: handled as flat below
-        ptp = np.nanmax(raw, axis=1) - np.nanmin(raw, axis=1)
-    flat = ~np.isfinite(ptp) | (ptp < FLAT_PTP_MV)
-    if flat.all():
+    quality = lead_quality(raw)  # the same per-lead checks inference notes
+    if quality.all_flat:
         return RecordResult(None, "signal.all_leads_flat", detail=f"{base}: all 12 leads flat")
-    if flat.any():
+    if quality.flat:
         repairs.append("signal.flat_lead")
+    if quality.saturated:
+        repairs.append("signal.saturated_lead")
     if fs != ECG_SAMPLING_RATE_HZ:
         repairs.append("signal.resampled")
 

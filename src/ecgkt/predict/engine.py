@@ -39,6 +39,7 @@ from ecgkt.explain.supporting_labs import (
     ranked_rows,
 )
 from ecgkt.explain.surrogate import load_surrogate
+from ecgkt.signals.errors import EcgInputError
 from ecgkt.signals.preprocess import PreprocessSpec
 from ecgkt.signals.readers import EcgInput, prepare_windows, read_ecg
 
@@ -87,10 +88,8 @@ class PredictionResult(BaseModel):
 
 
 def preprocess_spec(manifest: BundleManifest) -> PreprocessSpec:
-    spec = manifest.preprocessing
-    return PreprocessSpec(
-        sampling_rate_hz=spec.sampling_rate_hz, record_seconds=spec.record_seconds, clip_mv=spec.clip_mv
-    )
+    """The bundle's preprocessing contract, used as is (one model: no conversion)."""
+    return manifest.preprocessing
 
 
 def build_explainer(bundle: Bundle, method: MethodName | None) -> tuple[SupportExplainer | None, list[str]]:
@@ -189,6 +188,11 @@ class Predictor:
         raw_lab = window_average(lab_logits)
         diag_prob = apply_temperature(raw_diag, manifest.temperature_diagnosis)
         lab_prob = apply_temperature(raw_lab, manifest.temperature_lab)
+        if not (np.isfinite(diag_prob).all() and np.isfinite(lab_prob).all()):
+            # Never answer with a NaN/inf probability (issue 18): an input that produces one is refused.
+            raise EcgInputError(
+                ecg.source, "the model produced non-finite probabilities for this input; refused", "non_finite_output"
+            )
         positive_diag = diag_prob >= self.diagnosis_thresholds
         lab_probabilities = lab_prob.tolist()
         supporting = self._supporting_labs(raw_diag, raw_lab, windows, positive_diag, lab_probabilities)

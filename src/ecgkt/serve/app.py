@@ -17,32 +17,43 @@ Why it is shaped this way
   stall health checks or other requests.
 - Logs carry only a request id, method, path, status, body size, upload kind and latency: file
   names, WFDB header comments and DICOM attributes can hold patient identifiers and are never logged.
+
+Modules: `app` (this: routes, the service object, the app factory), `schema` (OpenAPI response
+models and request body), `guard` (request id, body limit, access log, error body), `pool` (bounded
+inference), `uploads` (hostile-byte checks), `settings` (limits, logging set-up).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import tempfile
 import threading
-import time
-import uuid
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
+from numpy.typing import NDArray
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ecgkt import __version__
+from ecgkt.errors import UserError
+from ecgkt.serve.guard import RequestGuard, error_response
+from ecgkt.serve.pool import CANCEL_CHUNK_WINDOWS, InferencePool, check_deadline
+from ecgkt.serve.schema import (
+    ERROR_RESPONSES,
+    JSON_ERROR_RESPONSES,
+    UPLOAD_REQUEST_BODY,
+    HealthResponse,
+    LabelInfo,
+    ModelInfo,
+)
 from ecgkt.serve.settings import Backend, ServeSettings
 from ecgkt.serve.uploads import (
     ParsedUpload,
@@ -54,121 +65,10 @@ from ecgkt.serve.uploads import (
     sanitise_filename,
 )
 
+__all__ = ["EcgService", "ReceivedUpload", "app_from_env", "create_app", "parse_upload", "receive_upload"]
+
 logger = logging.getLogger("ecgkt.serve")
 STATIC_DIR = Path(__file__).parent / "static"
-T = TypeVar("T")
-
-# ---- response models (they make the OpenAPI schema precise) ---------------------------------
-
-
-class ErrorResponse(BaseModel):
-    """Every refusal: a stable machine-readable `error` kind and a human `detail` naming the file."""
-
-    error: str
-    detail: str
-
-
-class HealthResponse(BaseModel):
-    status: str
-    backend: Backend
-    model_loaded: bool
-    ecgkt_version: str
-
-
-class LabelInfo(BaseModel):
-    label: str
-    title: str | None = None
-    validation_auroc: float | None = None
-    threshold: float | None = None
-
-
-class ModelInfo(BaseModel):
-    """What a client needs to interpret predictions: labels, validation metrics, calibration, versions."""
-
-    ecgkt_version: str
-    bundle_ecgkt_version: str
-    bundle_format_version: int
-    bundle_created_utc: str
-    backend: Backend
-    diagnoses: list[LabelInfo]
-    labs: list[LabelInfo]
-    validation_macro_auroc_diagnosis: float | None
-    validation_macro_auroc_lab: float | None
-    calibrated: bool
-    preprocessing: dict[str, Any]
-    training: dict[str, Any]
-    limits: dict[str, float]
-
-
-_ERROR_DESCRIPTIONS: tuple[tuple[int, str], ...] = (
-    (400, "Malformed request or unexpected combination of files"),
-    (413, "Upload larger than the configured limit"),
-    (415, "Unsupported content type or unrecognised file"),
-    (422, "The upload was recognised but is not a usable ECG (the detail says why)"),
-    (503, "Too many requests in progress"),
-    (504, "Parsing and inference did not finish within the timeout"),
-)
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse, "description": description} for code, description in _ERROR_DESCRIPTIONS
-}
-# For routes whose success response is HTML, FastAPI would list a `model` under text/html: errors are
-# JSON whatever the route returns, so they reference the schema explicitly.
-JSON_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
-    }
-    for code, description in _ERROR_DESCRIPTIONS
-}
-
-UPLOAD_REQUEST_BODY: dict[str, Any] = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["files"],
-                "properties": {
-                    "files": {
-                        "type": "array",
-                        "items": {"type": "string", "format": "binary"},
-                        "description": "One ECG: a WFDB .hea with its .dat, a DICOM, a .npy (with an "
-                        "optional sidecar .json), a .npz, or a .json document as for the JSON body.",
-                    },
-                    "sampling_rate_hz": {"type": "number", "exclusiveMinimum": 0},
-                    "leads": {"type": "string", "description": "Lead names, comma-separated or a JSON list."},
-                    "units": {"type": "string", "enum": ["auto", "mV", "uV"]},
-                    "missing_leads": {"type": "string", "enum": ["error", "zero"]},
-                },
-            }
-        },
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "required": ["signal", "sampling_rate_hz"],
-                "additionalProperties": False,
-                "properties": {
-                    "signal": {
-                        "type": "array",
-                        "items": {"type": "array", "items": {"type": ["number", "null"]}},
-                        "description": "leads × samples (or samples × leads), physical units; null = missing",
-                    },
-                    "sampling_rate_hz": {"type": "number", "exclusiveMinimum": 0},
-                    "leads": {"type": "array", "items": {"type": "string"}},
-                    "units": {"type": "string", "enum": ["auto", "mV", "uV"]},
-                    "missing_leads": {"type": "string", "enum": ["error", "zero"]},
-                },
-            },
-            "example": {
-                "signal": [[0.0] * 4] * 12,
-                "sampling_rate_hz": 500,
-                "leads": ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"],
-                "units": "mV",
-            },
-        },
-    },
-}
-
 
 # ---- the upload as received (bytes only; parsing happens in the pool) -----------------------
 
@@ -229,175 +129,6 @@ def parse_upload(upload: ReceivedUpload) -> ParsedUpload:
     return parse_files(upload.files, parse_options(upload.fields))
 
 
-# ---- bounded inference pool -----------------------------------------------------------------
-
-
-class InferencePool:
-    """A thread pool with admission control (503 beyond `max_pending`) and a deadline (504).
-
-    A timed-out job keeps its thread until it finishes (Python threads cannot be killed), and keeps
-    counting as pending until then, so repeated slow uploads cannot pile up unbounded work.
-    """
-
-    def __init__(self, threads: int, max_pending: int, timeout_s: float) -> None:
-        self._threads = threads
-        self._executor: ThreadPoolExecutor | None = None
-        self._max_pending = max_pending
-        self._timeout_s = timeout_s
-        self._pending = 0
-        self._lock = threading.Lock()
-
-    @property
-    def pending(self) -> int:
-        return self._pending
-
-    def _release(self, _: object) -> None:
-        with self._lock:
-            self._pending -= 1
-
-    async def run(self, job: Callable[[], T]) -> T:
-        with self._lock:
-            if self._pending >= self._max_pending:
-                raise UploadError(503, "server_busy", f"{self._pending} requests are in progress; retry in a moment")
-            self._pending += 1
-        try:
-            future = self._running_executor().submit(job)
-        except BaseException:
-            self._release(None)
-            raise
-        future.add_done_callback(self._release)
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self._timeout_s)
-        except TimeoutError:
-            raise UploadError(
-                504, "inference_timeout", f"parsing and inference took longer than {self._timeout_s:g} s"
-            ) from None
-
-    def _running_executor(self) -> ThreadPoolExecutor:
-        """The executor, (re)started on first use: an app's lifespan may end and start again."""
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="ecgkt-infer")
-            return self._executor
-
-    def shutdown(self) -> None:
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
-
-
-# ---- middleware: request id, body limit, privacy-preserving access log ------------------------
-
-
-# The page runs only its own script; the report's SVG uses inline style attributes: 'unsafe-inline' styles.
-SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (
-        b"content-security-policy",
-        b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-        b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
-    ),
-)
-
-
-class RequestGuard:
-    """Pure ASGI middleware: request id, body size limit (413) and one access-log line per request.
-
-    The limit is enforced twice: a declared Content-Length above it is refused before the body is
-    read, and a streamed (chunked) body is counted as it arrives and refused once it crosses it.
-    """
-
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = uuid.uuid4().hex[:16]
-        state = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        started = time.perf_counter()
-        status = {"code": 500}
-        received = {"bytes": 0}
-        limit = self.max_body_bytes
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                headers.extend(SECURITY_HEADERS)
-                message = {**message, "headers": headers}
-            await send(message)
-
-        async def counting_receive() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                received["bytes"] += len(message.get("body", b""))
-                if received["bytes"] > limit:
-                    raise UploadError(413, "upload_too_large", _too_large(limit))
-            return message
-
-        try:
-            declared = _content_length(scope)
-            if declared is not None and declared > limit:
-                received["bytes"] = declared
-                await _send_error(send_with_id, UploadError(413, "upload_too_large", _too_large(limit)))
-                return
-            await self.app(scope, counting_receive, send_with_id)
-        finally:
-            logger.info(
-                "request_id=%s method=%s path=%s status=%d bytes=%d kind=%s latency_ms=%.1f",
-                request_id,
-                scope.get("method", "-"),
-                scope.get("path", "-"),
-                status["code"],
-                received["bytes"],
-                state.get("upload_kind", "-"),
-                1000 * (time.perf_counter() - started),
-            )
-
-
-def _too_large(limit: int) -> str:
-    return f"upload exceeds the limit of {limit / 1024 / 1024:g} MiB"
-
-
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", []):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
-async def _send_error(send: Send, error: UploadError) -> None:
-    body = ErrorResponse(error=error.kind, detail=error.detail).model_dump_json().encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": error.status_code,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def _error_response(error: UploadError) -> JSONResponse:
-    return JSONResponse(
-        ErrorResponse(error=error.kind, detail=error.detail).model_dump(), status_code=error.status_code
-    )
-
-
 # ---- the service --------------------------------------------------------------------------------
 
 
@@ -414,10 +145,10 @@ class EcgService:
         self.settings = settings
         self.backend: Backend = backend
         self.bundle = load_bundle(bundle_path)
-        runner = None
-        if backend == "onnx":
-            runner = self._onnx_runner(bundle_path)
-        self.predictor = Predictor(self.bundle, runner=runner)
+        from ecgkt.predict.engine import torch_runner
+
+        runner = self._onnx_runner(bundle_path) if backend == "onnx" else torch_runner(self.bundle.model)
+        self.predictor = Predictor(self.bundle, runner=cancellable(runner))
         self.pool = InferencePool(settings.inference_threads, settings.max_pending, settings.inference_timeout_s)
         # matplotlib's rc_context (used when a figure becomes SVG) changes global state: one report at a time.
         self._report_lock = threading.Lock()
@@ -483,6 +214,7 @@ class EcgService:
     def predict(self, upload: ReceivedUpload) -> tuple[str, Any]:
         """(upload kind, PredictionResult) — runs in the pool."""
         parsed = parse_upload(upload)
+        check_deadline()
         result = self.predictor.predict(parsed.ecg)
         return parsed.kind, result.model_copy(update={"source": parsed.ecg.source})
 
@@ -491,13 +223,30 @@ class EcgService:
         from ecgkt.report.html import render_report_fragment
 
         parsed = parse_upload(upload)
+        check_deadline()
         result = self.predictor.predict(parsed.ecg)
+        check_deadline()
         result = result.model_copy(update={"source": parsed.ecg.source})
         with self._report_lock:
             return parsed.kind, render_report_fragment(result, parsed.ecg, self.bundle.manifest)
 
     def close(self) -> None:
         self.pool.shutdown()
+
+
+def cancellable(runner: Any) -> Any:
+    """The model runner, fed in chunks with a deadline check between them (see `serve.pool`)."""
+
+    def run(windows: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        diag, lab = [], []
+        for start in range(0, windows.shape[0], CANCEL_CHUNK_WINDOWS):
+            check_deadline()
+            d, m = runner(windows[start : start + CANCEL_CHUNK_WINDOWS])
+            diag.append(d)
+            lab.append(m)
+        return np.concatenate(diag), np.concatenate(lab)
+
+    return run
 
 
 def _macro(values: list[float | None]) -> float | None:
@@ -540,25 +289,31 @@ def create_app(bundle_path: Path | str, backend: Backend = "torch", settings: Se
 
     @app.exception_handler(UploadError)
     async def _upload_error(_: Request, error: UploadError) -> JSONResponse:
-        return _error_response(error)
+        return error_response(error)
+
+    @app.exception_handler(UserError)
+    async def _user_error(_: Request, error: UserError) -> JSONResponse:
+        # A reader or the engine refused the input after parsing (e.g. non-finite model output).
+        kind = getattr(error, "kind", "invalid_input")
+        return error_response(UploadError(422, str(kind), str(error)))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
         kinds = {404: "not_found", 405: "method_not_allowed"}
         kind = kinds.get(error.status_code, "http_error")
-        return _error_response(UploadError(error.status_code, kind, str(error.detail)))
+        return error_response(UploadError(error.status_code, kind, str(error.detail)))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(part) for part in first.get("loc", ()))
-        return _error_response(UploadError(422, "invalid_request", f"{where}: {first.get('msg')}"))
+        return error_response(UploadError(422, "invalid_request", f"{where}: {first.get('msg')}"))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         # Log the type and request id only: the message could quote file content.
         logger.error("request_id=%s unexpected %s", request.state.request_id, type(error).__name__, exc_info=False)
-        return _error_response(UploadError(500, "internal_error", "unexpected server error; see the server log"))
+        return error_response(UploadError(500, "internal_error", "unexpected server error; see the server log"))
 
     @app.get("/healthz", response_model=HealthResponse, tags=["service"])
     async def healthz() -> HealthResponse:
@@ -610,13 +365,11 @@ def app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` (one call per worker process); reads ECGKT_SERVE_* variables."""
     import os
 
-    from ecgkt.serve.settings import SettingsError
+    from ecgkt.serve.settings import SettingsError, configure_logging
 
     bundle = os.environ.get("ECGKT_SERVE_BUNDLE")
     if not bundle:
         raise SettingsError("ECGKT_SERVE_BUNDLE is not set (the model bundle folder to serve)")
-    from ecgkt.serve.commands import configure_logging
-
     settings = ServeSettings.from_env()
     configure_logging(settings.log_level)
     backend = os.environ.get("ECGKT_SERVE_BACKEND", "torch")

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import typer
 
 from ecgkt.cli_errors import cli_error
-
-
-def configure_logging(level: str) -> None:
-    """One line per request on stderr (the service logs ids, sizes, kinds and latencies only)."""
-    logger = logging.getLogger("ecgkt.serve")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(level.upper())
-    logger.propagate = False
 
 
 def serve(
@@ -49,7 +37,7 @@ def serve(
 
     from ecgkt.bundle import BundleError, read_manifest
     from ecgkt.export.onnx import OnnxExportError
-    from ecgkt.serve.settings import ServeSettings, SettingsError
+    from ecgkt.serve.settings import ServeSettings, SettingsError, configure_logging
 
     console = Console(stderr=True)
 

@@ -7,6 +7,7 @@ names let a container deployment configure the service without a command line.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,11 +15,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ecgkt.errors import UserError
+
 Backend = Literal["torch", "onnx"]
 ENV_PREFIX = "ECGKT_SERVE_"
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """An impossible or unreadable service setting (names the setting)."""
 
 
@@ -72,3 +75,18 @@ class ServeSettings(BaseModel):
             first = error.errors()[0]
             setting = ENV_PREFIX + str(first["loc"][0]).upper() if first["loc"] else "settings"
             raise SettingsError(f"{setting}: {first['msg']}") from None
+
+
+def configure_logging(level: str) -> None:
+    """One line per request on stderr (the service logs ids, sizes, kinds and latencies only).
+
+    Lives here, not in the CLI module, so the app factory (`app.app_from_env`) and `ecgkt serve`
+    share it without importing each other.
+    """
+    logger = logging.getLogger("ecgkt.serve")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from ecgkt.errors import UserError
+
 CANONICAL_LEADS: tuple[str, ...] = (
     "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
 )
@@ -20,7 +22,7 @@ _ALIASES: dict[str, str] = {
 }
 
 
-class LeadError(ValueError):
+class LeadError(UserError, ValueError):
     """Lead names that cannot be mapped onto the 12 standard leads."""
 
 

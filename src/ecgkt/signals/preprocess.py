@@ -3,39 +3,78 @@
 Store and model see: 12 canonical leads, `TARGET_RATE_HZ`, NaN stretches linearly interpolated,
 amplitudes in mV clipped to ±`CLIP_MV`. Sharing this code is what keeps training and serving
 from drifting apart.
+
+`PreprocessSpec` is the one preprocessing *contract*: a pydantic model built from the named
+constants below, written into the store manifest (`store.PreprocessingSpec` is this class) and the
+model bundle (`bundle.BundlePreprocessing` is this class), and used as is by the predict engine. It
+reads both earlier JSON shapes unchanged: the store's (`num_samples`, `source_sampling_rate_hz`, no
+`record_seconds`) and the bundle's (`record_seconds`, `window_samples`, `n_windows`); `num_samples`
+is derived (rate × seconds) and still written, so old readers of a store manifest find it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 from scipy.signal import firwin, resample_poly
+
+from ecgkt.signals.leads import CANONICAL_LEADS
+from ecgkt.signals.windows import WINDOW_SAMPLES
 
 TARGET_RATE_HZ = 100
 RECORD_SECONDS = 10.0
 CLIP_MV = 3.0
+# MIMIC-IV-ECG's recording rate (the store notes where its records came from).
+SOURCE_RATE_HZ = 500
+# Windows a 10 s record is evaluated on (4 × 2.5 s), as training evaluates.
+EVAL_WINDOWS = 4
 # scipy.signal.resample_poly's defaults, which define the resampling: a Kaiser-windowed (beta 5) sinc
 # low-pass of 2·10·max(up, down) + 1 taps.
 _KAISER_WINDOW = ("kaiser", 5.0)
 _HALF_LENGTH_PER_RATE = 10
 
 
-@dataclass(frozen=True, slots=True)
-class PreprocessSpec:
-    """Everything needed to reproduce the store's signals; written into stores and model bundles."""
+class PreprocessSpec(BaseModel):
+    """Everything needed to reproduce the store's signals and the model's input; in stores and bundles."""
 
-    sampling_rate_hz: int = TARGET_RATE_HZ
-    record_seconds: float = RECORD_SECONDS
-    clip_mv: float = CLIP_MV
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
+    sampling_rate_hz: int = Field(default=TARGET_RATE_HZ, gt=0)
+    record_seconds: float = Field(default=RECORD_SECONDS, gt=0)
+    clip_mv: float = Field(default=CLIP_MV, gt=0)
+    leads: list[str] = Field(default_factory=lambda: list(CANONICAL_LEADS))
+    window_samples: int = Field(default=WINDOW_SAMPLES, gt=0)
+    n_windows: int = Field(default=EVAL_WINDOWS, gt=0)
+    source_sampling_rate_hz: int = Field(default=SOURCE_RATE_HZ, gt=0)
+
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def num_samples(self) -> int:
         return round(self.sampling_rate_hz * self.record_seconds)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _store_shape(cls, data: Any) -> Any:
+        """A store manifest states `num_samples` instead of `record_seconds`: derive it (and check both)."""
+        if not isinstance(data, dict) or "num_samples" not in data:
+            return data
+        data = dict(data)
+        num_samples = data.pop("num_samples")
+        rate = data.get("sampling_rate_hz", TARGET_RATE_HZ)
+        if isinstance(num_samples, int) and isinstance(rate, int | float) and rate > 0:
+            seconds = num_samples / rate
+            if "record_seconds" in data and round(rate * data["record_seconds"]) != num_samples:
+                raise ValueError(f"num_samples {num_samples} disagrees with record_seconds {data['record_seconds']}")
+            data.setdefault("record_seconds", seconds)
+        else:
+            raise ValueError(f"num_samples must be an integer, got {num_samples!r}")
+        return data
 
 
 def interpolate_nans(signal: NDArray[np.floating]) -> tuple[NDArray[np.float32], int]:

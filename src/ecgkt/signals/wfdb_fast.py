@@ -22,36 +22,25 @@ Two entry points, because the two callers need different guarantees:
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-DEFAULT_GAIN = 200.0  # WFDB: a missing or zero ADC gain means 200 adu per physical unit
+from ecgkt.signals.wfdb_header import DEFAULT_GAIN, WfdbFields, lenient, strict, tokenise_header
+
+__all__ = [
+    "DEFAULT_GAIN",
+    "INVALID_16",
+    "SimpleHeader",
+    "parse_simple_header",
+    "parse_strict_header",
+    "read_format16_record",
+    "read_physical",
+]
+
 INVALID_16 = -32768  # WFDB's "no sample" value for format 16
-
-_RECORD_LINE = re.compile(r"^(?P<name>[^\s/]+)\s+(?P<n_sig>\d+)\s+(?P<fs>[0-9.eE+-]+)\s+(?P<sig_len>\d+)(?:\s.*)?$")
-_SIGNAL_LINE = re.compile(
-    r"^(?P<file>\S+)\s+(?P<fmt>16)"
-    r"\s+(?P<gain>[0-9.eE+-]+)(?:\((?P<baseline>[+-]?\d+)\))?(?:/(?P<units>\S+))?"
-    r"(?:\s+(?P<res>\d+)(?:\s+(?P<zero>[+-]?\d+)(?:\s+[+-]?\d+(?:\s+[+-]?\d+(?:\s+\d+(?:\s+(?P<desc>.*))?)?)?)?)?)?\s*$"
-)
-
-# Strict grammar (inference): a subset of what wfdb's own header regexes accept, every field present,
-# so that a match is read identically by wfdb. Name and file characters follow wfdb's patterns.
-_STRICT_RECORD_LINE = re.compile(
-    r"^(?P<name>[-\w]+)[ \t]+(?P<n_sig>\d+)[ \t]+(?P<fs>\d+(?:\.\d+)?)[ \t]+(?P<sig_len>\d+)"
-    r"(?:[ \t]+(?P<time>\d{1,2}:\d{1,2}:\d{1,2}(?:\.\d{1,6})?)(?:[ \t]+(?P<date>\d{1,2}/\d{1,2}/\d{4}))?)?$"
-)
-_STRICT_SIGNAL_LINE = re.compile(
-    r"^(?P<file>[-\w]+(?:\.\w+)?)[ \t]+16"
-    r"[ \t]+(?P<gain>\d+(?:\.\d+)?)(?:\((?P<baseline>-?\d+)\))?(?:/(?P<units>[\w^\-?%/]+))?"
-    r"[ \t]+\d+[ \t]+(?P<zero>-?\d+)[ \t]+-?\d+[ \t]+-?\d+[ \t]+0"
-    r"[ \t]+(?P<desc>[^\t\n\r\f\v]+)$"
-)
 
 
 @dataclass(frozen=True)
@@ -77,44 +66,23 @@ class SimpleHeader:
 def parse_simple_header(path: Path) -> SimpleHeader | None:
     """The header if it has the simple MIMIC shape, else None (use wfdb). Raises OSError if unreadable.
 
-    Lenient (the builder's parser): optional trailing fields may be missing; a missing description
-    becomes `ch<n>` so the builder's lead check skips the record by name.
+    Lenient (the builder's policy, `wfdb_header.lenient`): optional trailing fields may be missing; a
+    missing description becomes `ch<n>` so the builder's lead check skips the record by name.
     """
-    lines = [line.strip() for line in path.read_text(encoding="latin-1").splitlines()]
-    lines = [line for line in lines if line and not line.startswith("#")]
-    if not lines:
+    return _simple(lenient(tokenise_header(path.read_text(encoding="latin-1"))))
+
+
+def _simple(fields: WfdbFields | None) -> SimpleHeader | None:
+    if fields is None:
         return None
-    record = _RECORD_LINE.match(lines[0])
-    if record is None:
-        return None
-    n_sig = int(record["n_sig"])
-    signal_lines = lines[1 : 1 + n_sig]
-    if n_sig == 0 or len(signal_lines) != n_sig:
-        return None
-    files, names, units, gains, baselines = set(), [], [], [], []
-    for index, line in enumerate(signal_lines):
-        match = _SIGNAL_LINE.match(line)
-        if match is None:
-            return None
-        files.add(match["file"])
-        gain = float(match["gain"])
-        gains.append(gain if gain != 0 else DEFAULT_GAIN)
-        zero = int(match["zero"]) if match["zero"] is not None else 0
-        baselines.append(float(match["baseline"]) if match["baseline"] is not None else float(zero))
-        units.append(match["units"] or "mV")
-        description = match["desc"]
-        names.append(description.strip() if description else f"ch{index + 1}")
-    if len(files) != 1:
-        return None
-    fs = float(record["fs"])
     return SimpleHeader(
-        fs=fs,
-        sig_len=int(record["sig_len"]),
-        file_name=files.pop(),
-        sig_names=names,
-        units=units,
-        gains=np.asarray(gains, dtype=np.float64),
-        baselines=np.asarray(baselines, dtype=np.float64),
+        fs=fields.fs,
+        sig_len=fields.sig_len,
+        file_name=fields.file_name,
+        sig_names=fields.sig_names,
+        units=fields.units,
+        gains=np.asarray(fields.gains, dtype=np.float64),
+        baselines=np.asarray(fields.baselines, dtype=np.float64),
     )
 
 
@@ -143,37 +111,8 @@ def read_physical(header: SimpleHeader, data_path: Path, n_samples: int) -> NDAr
 
 
 def parse_strict_header(text: str) -> SimpleHeader | None:
-    """The header when wfdb would read it identically (see the module docstring), else None."""
-    lines = [line.strip() for line in text.splitlines()]
-    lines = [line for line in lines if line and not line.startswith("#")]
-    if not lines:
-        return None
-    record = _STRICT_RECORD_LINE.match(lines[0])
-    if record is None or not _valid_base_time(record["time"], record["date"]):
-        return None
-    n_sig, sig_len, fs = int(record["n_sig"]), int(record["sig_len"]), float(record["fs"])
-    if n_sig == 0 or sig_len == 0 or fs <= 0 or len(lines) != 1 + n_sig:
-        return None
-    matches = [_STRICT_SIGNAL_LINE.match(line) for line in lines[1:]]
-    if any(match is None for match in matches):
-        return None
-    signals = [match for match in matches if match is not None]
-    files = {match["file"] for match in signals}
-    gains = [float(match["gain"]) for match in signals]
-    if len(files) != 1 or min(gains) <= 0:
-        return None
-    return SimpleHeader(
-        fs=fs,
-        sig_len=sig_len,
-        file_name=files.pop(),
-        sig_names=[match["desc"] for match in signals],
-        units=[match["units"] or "mV" for match in signals],
-        gains=np.asarray(gains, dtype=np.float64),
-        baselines=np.asarray(
-            [float(match["baseline"] if match["baseline"] is not None else match["zero"]) for match in signals],
-            dtype=np.float64,
-        ),
-    )
+    """The header when wfdb would read it identically (`wfdb_header.strict`), else None."""
+    return _simple(strict(text))
 
 
 def read_format16_record(header_path: Path) -> tuple[SimpleHeader, NDArray[np.float64]] | None:
@@ -196,15 +135,3 @@ def read_format16_record(header_path: Path) -> tuple[SimpleHeader, NDArray[np.fl
         return header, read_physical(header, data_path, header.sig_len)
     except (OSError, EOFError):
         return None
-
-
-def _valid_base_time(time: str | None, date: str | None) -> bool:
-    """wfdb parses the record line's base time and date and fails on invalid ones: so do we."""
-    try:
-        if time is not None:
-            dt.datetime.strptime(time, "%H:%M:%S.%f" if "." in time else "%H:%M:%S")
-        if date is not None:
-            dt.datetime.strptime(date, "%d/%m/%Y")
-    except ValueError:
-        return False
-    return True

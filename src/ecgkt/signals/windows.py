@@ -19,12 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from ecgkt.errors import UserError
+
 WINDOW_SAMPLES = 250
 # 120 windows = 5 minutes at 100 Hz; about 1.4 MB of float32 input, a few seconds of CPU inference.
 MAX_WINDOWS = 120
 
 
-class WindowError(ValueError):
+class WindowError(UserError, ValueError):
     """A signal that cannot be cut into even one window."""
 
 
