@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ecgkt.errors import UserError
 from ecgkt.mimic.layout import MimicFolders
 
 # Rows per streamed batch: large enough that per-batch Python work is negligible, small enough
@@ -26,8 +27,11 @@ from ecgkt.mimic.layout import MimicFolders
 DEFAULT_BATCH_ROWS = 100_000
 
 
-class BuildInputError(RuntimeError):
-    """Input that the builder cannot use: a missing folder/file/column or an unparseable value."""
+class BuildInputError(UserError, RuntimeError):
+    """Input that the builder cannot use: a missing folder/file/column or an unparseable value.
+
+    A `UserError` (the CLI prints one red line, exit 2); still a RuntimeError for older callers.
+    """
 
 
 @dataclass(frozen=True)
