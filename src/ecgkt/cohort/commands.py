@@ -115,3 +115,5 @@ def _print_summary(store: Path, console: object) -> None:
             skips.add_row(key, entry["action"], f"{entry['count']:,}", example)
         console.print(skips)
     console.print(f"cohort report: {store / 'cohort_report.md'}")
+    for warning in report.get("warnings", []):  # also shown live during the build (unless --quiet)
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)

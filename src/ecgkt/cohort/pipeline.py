@@ -325,8 +325,9 @@ def _tables_stage(sources: SourcePaths, config: BuildConfig, ui: BuildProgress, 
         if not biometrics["_cand"].equals(cohort["_cand"]):  # sliced per chunk below: one row per candidate
             raise RuntimeError("closest_biometrics must return exactly one row per candidate")
         del omr
-        d_labitems = load_d_labitems(sources["d_labitems"], batch_rows)
-        _check_d_labitems(d_labitems, sources, skips)
+        d_labitems = load_d_labitems(sources["d_labitems"], batch_rows, skips)
+        if d_labitems.height:  # empty: nothing to check against (warned below), every row is used anyway
+            _check_d_labitems(d_labitems, sources, skips)
 
     cohort_stays = cohort.select("subject_id", "stay_id", "intime").unique("stay_id").sort("stay_id")
     labs = ChunkSpill(folder / "labevents_spill", stay_chunks, KEPT_ROWS_SCHEMA, config.spill_rows)
@@ -334,7 +335,7 @@ def _tables_stage(sources: SourcePaths, config: BuildConfig, ui: BuildProgress, 
         extract = stream_labevents(
             sources["labevents"],
             cohort_stays,
-            known_itemids=set(d_labitems["itemid"].drop_nulls().to_list()),
+            known_itemids=set(d_labitems["itemid"].drop_nulls().to_list()) if d_labitems.height else None,
             before_minutes=config.lab_label_window_minutes,
             after_minutes=max(
                 config.feature_window_minutes, config.match_window_minutes + config.lab_label_window_minutes
@@ -382,12 +383,44 @@ def _tables_stage(sources: SourcePaths, config: BuildConfig, ui: BuildProgress, 
             batch_rows,
         )
         seen = set(stay_labels["label"].unique().to_list())
-        fallback = {c: t for c, t in icd.load_icd10_titles(sources["d_icd_diagnoses"], batch_rows).items() if c in seen}
+        fallback = {
+            c: t for c, t in icd.load_icd10_titles(sources["d_icd_diagnoses"], batch_rows, skips).items() if c in seen
+        }
 
     candidates = cohort.select(
         "_cand", "subject_id", "study_id", "stay_id", "hadm_id", "ecg_time", "intime", "age", "gender", "path"
     )
+    warnings = empty_table_warnings(sources, skips)
+    for warning in warnings:
+        ui.warn(warning)
+    info["warnings"] = warnings
     return TablesStage(folder, candidates, len(bounds), stay_labels, extract.reference_ranges, fallback, skips, info)
+
+
+# What a build loses when a table has no usable row (the build goes on: each is a legal, if poor, input).
+EMPTY_TABLE_CONSEQUENCES: dict[str, str] = {
+    "record_list": "no ECG: the cohort is empty",
+    "edstays": "no ED stay: the cohort is empty",
+    "triage": "acuity and triage vitals are missing for every record",
+    "vitalsign": "the vital-sign statistics are missing for every record",
+    "ed_diagnosis": "stays not admitted get no diagnosis code (all their diagnosis targets are 0)",
+    "patients": "age is unknown for every record, gender comes from edstays",
+    "labevents": "every lab feature is missing and no lab-abnormality label can be made",
+    "d_labitems": "labevents itemids cannot be checked (every protocol lab is still used by its itemid)",
+    "omr": "height, weight and BMI are missing for every record",
+    "diagnoses_icd": "admitted stays fall back to their ED diagnosis codes",
+    "d_icd_diagnoses": "titles come from simple_icd_10_cm only",
+}
+
+
+def empty_table_warnings(sources: SourcePaths, skips: SkipLog) -> list[str]:
+    """One warning per required table that gave no usable data row (header only, or every row bad)."""
+    warnings = []
+    for key, path in sources.tables.items():
+        if skips.rows_read.get(str(path), 0) == 0:
+            consequence = EMPTY_TABLE_CONSEQUENCES.get(key, "its information is missing")
+            warnings.append(f"{path}: no usable data row (empty table); {consequence}")
+    return warnings
 
 
 def _timed_vitals(long: pl.DataFrame) -> pl.DataFrame:
@@ -536,8 +569,11 @@ def _finalise(
         "lab-abnormality labels": len(labels.lab_names),
         "tabular features": len(specs),
     }
+    saved = tables.info.get("warnings", [])
+    warnings = [str(w) for w in saved] if isinstance(saved, list) else []
     report = {
         "ecgkt_version": __version__,
+        "warnings": warnings,
         "created_utc": manifest.created_utc,
         "resumed": resumed,
         "seconds": round(time.perf_counter() - started, 2),
@@ -566,6 +602,7 @@ def _finalise(
         feature_observed=observed,
         skips=skips,
         min_label_count=labels.min_label_count,
+        warnings=warnings,
     )
     with naming(writer.staging / COHORT_REPORT_FILE):
         writer.write_text(COHORT_REPORT_FILE, markdown)
