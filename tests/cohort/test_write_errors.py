@@ -202,3 +202,42 @@ def test_naming_and_preallocate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     target.write_bytes(b"\x01" * 10)
     preallocate(target, fresh=False)
     assert target.read_bytes() == b"\x01" * 10
+
+
+def test_enospc_writing_a_signal_chunk_marker_names_the_staging_folder(
+    tiny_folders: MimicFolders, tiny_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ecgkt.cohort.signals as signals
+
+    calls: list[int] = []
+    original = signals._write_marker
+
+    def full_after_one(state_dir: Path, result: object) -> None:
+        calls.append(1)
+        if len(calls) > 1:
+            (state_dir / "chunk_000001.tmp").write_text("{")  # the half-written marker a full disk leaves
+            _enospc()
+        original(state_dir, result)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(signals, "_write_marker", full_after_one)
+    out = tmp_path / "store"
+    with pytest.raises(BuildWriteError, match=r"cannot write .*store\.partial: no space left on device"):
+        build_store(tiny_folders, out, TINY_CONFIG)
+    staging = tmp_path / "store.partial"
+    _no_temporary_files(staging)
+    assert len(list((staging / ".build" / "signals").glob("chunk_*.json"))) == 1
+    monkeypatch.undo()
+    build_store(tiny_folders, out, TINY_CONFIG)
+    _assert_same_store(out, tiny_store)
+
+
+def test_write_error_before_the_staging_folder_exists_says_nothing_was_written(tmp_path: Path) -> None:
+    from ecgkt.cohort.write_errors import write_error
+
+    error = write_error(
+        PermissionError(errno.EACCES, "Permission denied"), tmp_path / "ro" / "s.partial", tmp_path / "x"
+    )
+    assert str(error) == (
+        f"cannot write {tmp_path / 'ro' / 's.partial'}: permission denied; nothing was written: "
+        "fix this and run the command again"
+    )

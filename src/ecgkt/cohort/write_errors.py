@@ -74,6 +74,8 @@ def write_error(error: BaseException, path: Path, staging: Path) -> BuildWriteEr
         cause = os.strerror(code) if code is not None else str(error).splitlines()[0]
         cause = cause[0].lower() + cause[1:] if cause else "write failed"
         fix = "fix this"
+    if not staging.is_dir():  # failed before the staging folder existed (e.g. a read-only parent)
+        return BuildWriteError(f"cannot write {path}: {cause}; nothing was written: {fix} and run the command again")
     return BuildWriteError(
         f"cannot write {path}: {cause}; the partial build {staging} is kept (no half-written file in it): "
         f"{fix} and run the same command again to resume, or delete {staging}"
