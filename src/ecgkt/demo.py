@@ -103,7 +103,11 @@ def register(app: typer.Typer) -> None:
 def _pipeline_error_types() -> tuple[type[BaseException], ...]:
     """The synthetic generator's and the builder's user-facing errors, when those packages exist."""
     found: list[type[BaseException]] = []
-    for module_name, class_name in (("ecgkt.synth.errors", "SynthError"), ("ecgkt.cohort.sources", "BuildInputError")):
+    for module_name, class_name in (
+        ("ecgkt.synth.errors", "SynthError"),
+        ("ecgkt.cohort.sources", "BuildInputError"),
+        ("ecgkt.cohort.write_errors", "BuildWriteError"),  # a full disk during the build: one line, not a traceback
+    ):
         try:
             module = __import__(module_name, fromlist=[class_name])
         except ImportError:
