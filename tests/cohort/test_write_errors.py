@@ -241,3 +241,36 @@ def test_write_error_before_the_staging_folder_exists_says_nothing_was_written(t
         f"cannot write {tmp_path / 'ro' / 's.partial'}: permission denied; nothing was written: "
         "fix this and run the command again"
     )
+
+
+def test_enospc_compacting_signals_leaves_the_array_and_resumes(
+    make_mimic: Callable[..., MimicFolders], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A skipped record makes finalise copy signals.npy without it (a second memmap, preallocated too)."""
+
+    def shorten(mimic) -> None:  # type: ignore[no-untyped-def]
+        mimic.ecgs[3].seconds = 8.0
+
+    folders = make_mimic(6, shorten)
+    reference = build_store(folders, tmp_path / "reference", TINY_CONFIG)
+    real = os.posix_fallocate
+
+    def full_for_the_copy(fd: int, offset: int, length: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".signals.compact.npy"):
+            _enospc()
+        real(fd, offset, length)
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc to tell the files apart")
+    monkeypatch.setattr(write_errors.os, "posix_fallocate", full_for_the_copy)
+    out = tmp_path / "store"
+    with pytest.raises(BuildWriteError, match=r"cannot write .*\.signals\.compact\.npy: no space left on device"):
+        build_store(folders, out, TINY_CONFIG)
+    staging = tmp_path / "store.partial"
+    _no_temporary_files(staging)
+    assert (staging / "signals.npy").is_file()  # the uncompacted array is intact
+    monkeypatch.undo()
+    resumed: list[int] = []
+    build_store(folders, out, TINY_CONFIG, on_signal_chunk=resumed.append)
+    assert resumed == []  # no signal chunk read again
+    _assert_same_store(out, reference)
