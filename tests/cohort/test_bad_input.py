@@ -66,18 +66,6 @@ def test_truncated_gzip_names_the_file(make_mimic: MakeMimic, tmp_path: Path) ->
         build_store(folders, tmp_path / "store", TINY_CONFIG)
 
 
-def test_row_with_too_many_fields_names_file_and_row(make_mimic: MakeMimic, tmp_path: Path) -> None:
-    folders = make_mimic(3)
-    path = folders.hosp_table("labevents")
-    with gzip.open(path, "rt") as handle:
-        lines = handle.read().splitlines()
-    lines[3] = lines[3] + ",surplus,fields"
-    with gzip.open(path, "wt") as handle:
-        handle.write("\n".join(lines) + "\n")
-    with pytest.raises(BuildInputError, match=r"labevents.csv.gz: data row 3 has \d+ fields, the header has \d+"):
-        build_store(folders, tmp_path / "store", TINY_CONFIG)
-
-
 def test_non_integer_id_names_file_row_and_value(make_mimic: MakeMimic, tmp_path: Path) -> None:
     def corrupt(mimic: TinyMimic) -> None:
         mimic.rows("labevents")[4]["subject_id"] = "ten"

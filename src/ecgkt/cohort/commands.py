@@ -62,7 +62,7 @@ def build(
 
     from ecgkt.cohort.config import BuildConfig
     from ecgkt.cohort.pipeline import build_store
-    from ecgkt.cohort.sources import BuildInputError
+    from ecgkt.errors import UserError
     from ecgkt.mimic.layout import MimicFolders
     from ecgkt.store import StoreError
 
@@ -88,7 +88,7 @@ def build(
             lab_label_min_negatives=lab_min_negatives,
         )
         store = build_store(folders, out, config, overwrite=overwrite, progress=not quiet, console=console)
-    except (BuildInputError, StoreError) as error:
+    except (UserError, StoreError) as error:  # BuildInputError, BuildWriteError, ...
         raise cli_error(str(error)) from None
     except ValidationError as error:
         raise cli_error(f"invalid option: {error.errors()[0]['msg']}") from None
@@ -115,3 +115,5 @@ def _print_summary(store: Path, console: object) -> None:
             skips.add_row(key, entry["action"], f"{entry['count']:,}", example)
         console.print(skips)
     console.print(f"cohort report: {store / 'cohort_report.md'}")
+    for warning in report.get("warnings", []):  # also shown live during the build (unless --quiet)
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)

@@ -95,12 +95,14 @@ def load_stay_codes(
         {"stay_id": pl.Int64, "icd_code": pl.String, "icd_version": pl.String},
         batch_rows=batch_rows,
         keep=pl.col("stay_id").is_in(stay_ids.implode()),
+        skips=skips,
     )
     hosp = read_csv(
         diagnoses_icd,
         {"hadm_id": pl.Int64, "icd_code": pl.String, "icd_version": pl.String},
         batch_rows=batch_rows,
         keep=pl.col("hadm_id").is_in(hadm_ids.implode()),
+        skips=skips,
     )
     ed10 = _to_icd10(ed, ed_diagnosis, skips).select("stay_id", "code")
     hosp10 = _to_icd10(hosp, diagnoses_icd, skips).select("hadm_id", "code")
@@ -127,7 +129,14 @@ def _to_icd10(frame: pl.DataFrame, path: Path, skips: SkipLog) -> pl.DataFrame:
     frame = frame.with_columns(
         pl.col("icd_version").str.strip_chars().cast(pl.Int64, strict=False).alias("version"),
         pl.col("icd_code").fill_null("").str.replace_all(r"[.\s]", "").str.to_uppercase().alias("code"),
-    ).filter(pl.col("code") != "")
+    )
+    malformed = frame.filter(~pl.col("code").str.contains(r"^[A-Z0-9]{3,}$"))
+    skips.add(
+        "icd.malformed_code",
+        malformed.height,
+        (f"{path.name} row {r['_row']}: icd_code={r['icd_code']!r}" for r in malformed.head(5).iter_rows(named=True)),
+    )
+    frame = frame.filter(pl.col("code").str.contains(r"^[A-Z0-9]{3,}$"))
     bad = frame.filter(~pl.col("version").is_in([9, 10]) | pl.col("version").is_null())
     skips.add(
         "icd.bad_version",
@@ -184,12 +193,13 @@ def select_frequent(labels: list[str], matrix: sp.csr_matrix, min_count: int) ->
     return names, kept.toarray().astype(np.float32, copy=False)
 
 
-def load_icd10_titles(path: Path, batch_rows: int = DEFAULT_BATCH_ROWS) -> dict[str, str]:
+def load_icd10_titles(path: Path, batch_rows: int = DEFAULT_BATCH_ROWS, skips: SkipLog | None = None) -> dict[str, str]:
     """MIMIC's own ICD-10 titles (d_icd_diagnoses), used when simple_icd_10_cm lacks a code."""
     frame = read_csv(
         path,
         {"icd_code": pl.String, "icd_version": pl.String, "long_title": pl.String},
         batch_rows=batch_rows,
+        skips=skips,
     ).filter(pl.col("icd_version").str.strip_chars() == "10")
     return {
         normalise_code(c): t

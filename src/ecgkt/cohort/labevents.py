@@ -114,7 +114,7 @@ def stream_labevents(
     unknown_examples: list[str] = []
     unknown_count = 0
 
-    for batch in stream_csv(path, LABEVENTS_READ_COLUMNS, batch_rows):
+    for batch in stream_csv(path, LABEVENTS_READ_COLUMNS, batch_rows, skips=skips):
         rows_read += batch.height
         if known is not None:
             unknown = batch.filter(~pl.col("itemid").is_in(known))
@@ -174,7 +174,15 @@ def _near_stays(rows: pl.DataFrame, windows: pl.DataFrame, path: Path, skips: Sk
         parse_floats("valuenum").alias("_value"),
         parse_datetimes("charttime").alias("_time"),
     )
-    bad_value = rows.filter(pl.col("valuenum").is_not_null() & pl.col("_value").is_null())
+    no_value = rows.filter(pl.col("valuenum").is_null())
+    skips.add(
+        "labevents.missing_valuenum",
+        no_value.height,
+        (f"{path.name} row {r['_row']}: itemid={r['itemid']}" for r in no_value.head(5).iter_rows(named=True)),
+    )
+    bad_value = rows.filter(
+        pl.col("valuenum").is_not_null() & (pl.col("_value").is_null() | ~pl.col("_value").is_finite())
+    )
     skips.add(
         "labevents.non_numeric_valuenum",
         bad_value.height,

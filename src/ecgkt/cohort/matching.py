@@ -21,7 +21,11 @@ def load_record_list(path: Path, skips: SkipLog, batch_rows: int = DEFAULT_BATCH
         path,
         {"subject_id": pl.Int64, "study_id": pl.Int64, "ecg_time": pl.String, "path": pl.String},
         batch_rows=batch_rows,
+        skips=skips,
     )
+    no_id = frame.filter(pl.col("subject_id").is_null() | pl.col("study_id").is_null())
+    skips.add("record_list.missing_id", no_id.height, row_examples(no_id, path, ("subject_id", "study_id")))
+    frame = frame.filter(pl.col("subject_id").is_not_null() & pl.col("study_id").is_not_null())
     no_path = frame.filter(pl.col("path").is_null() | (pl.col("path").str.strip_chars() == ""))
     skips.add("record_list.bad_path", no_path.height, row_examples(no_path, path, ("study_id", "path")))
     frame = frame.filter(pl.col("path").is_not_null() & (pl.col("path").str.strip_chars() != ""))
@@ -54,7 +58,11 @@ def load_edstays(path: Path, skips: SkipLog, batch_rows: int = DEFAULT_BATCH_ROW
             "gender": pl.String,
         },
         batch_rows=batch_rows,
+        skips=skips,
     )
+    no_id = frame.filter(pl.col("subject_id").is_null() | pl.col("stay_id").is_null())
+    skips.add("edstays.missing_id", no_id.height, row_examples(no_id, path, ("subject_id", "stay_id")))
+    frame = frame.filter(pl.col("subject_id").is_not_null() & pl.col("stay_id").is_not_null())
 
     parsed = frame.with_columns(parse_datetimes("intime").alias("_in"), parse_datetimes("outtime").alias("_out"))
     bad_in = parsed.filter(pl.col("_in").is_null())

@@ -36,6 +36,7 @@ import scipy.sparse as sp
 from rich.console import Console
 
 from ecgkt import __version__
+from ecgkt.atomic_files import write_text_atomically
 from ecgkt.cohort import features as feat
 from ecgkt.cohort import icd, lab_labels
 from ecgkt.cohort.config import BuildConfig
@@ -54,6 +55,13 @@ from ecgkt.cohort.tables import (
     stream_triage,
     stream_vitalsign,
 )
+from ecgkt.cohort.write_errors import (
+    is_write_failure,
+    naming,
+    preallocate,
+    remove_temporary_files,
+    write_error,
+)
 from ecgkt.mimic.labs import LAB_BY_ITEMID
 from ecgkt.mimic.layout import ECG_SAMPLING_RATE_HZ, MimicFolders
 from ecgkt.signals.leads import CANONICAL_LEADS
@@ -62,6 +70,7 @@ from ecgkt.store import (
     DIAGNOSES_FILE,
     FEATURES_FILE,
     LAB_LABELS_FILE,
+    MANIFEST_FILE,
     RECORDS_FILE,
     SIGNALS_FILE,
     STORE_FORMAT_VERSION,
@@ -160,7 +169,12 @@ def build_store(
     console: Console | None = None,
     on_signal_chunk: Callable[[int], None] | None = None,
 ) -> Path:
-    """Build (or resume building) the store at `out`; returns the committed store path."""
+    """Build (or resume building) the store at `out`; returns the committed store path.
+
+    Bad input raises `BuildInputError`; a failed write (a full disk above all) raises
+    `BuildWriteError` naming the path, with `OUT.partial` kept without temporary files so that the
+    same call resumes once the cause is fixed (ecgkt/cohort/write_errors.py).
+    """
     config = config or BuildConfig()
     out = Path(out)
     if out.exists() and not overwrite:
@@ -171,15 +185,55 @@ def build_store(
         f"{TABLES[key].module}/{path.name}": fingerprint(path) for key, path in sorted(sources.tables.items())
     }
 
+    staging = out.with_name(out.name + ".partial")  # StoreWriter's staging folder
+    try:
+        return _build(
+            folders, out, config, sources, fingerprints, overwrite, progress, console, on_signal_chunk, started
+        )
+    except (OSError, pl.exceptions.PolarsError) as error:
+        if not is_write_failure(error):
+            raise
+        remove_temporary_files(staging)
+        filename = getattr(error, "filename", None)
+        target = Path(str(filename)) if filename else staging
+        if not any(_inside(target, folder) for folder in (staging, out, out.with_name(out.name + ".old"))):
+            reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+            raise BuildInputError(f"{target}: cannot be read ({reason})") from error
+        raise write_error(error, target, staging) from error
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _build(
+    folders: MimicFolders,
+    out: Path,
+    config: BuildConfig,
+    sources: SourcePaths,
+    fingerprints: dict[str, str],
+    overwrite: bool,
+    progress: bool,
+    console: Console | None,
+    on_signal_chunk: Callable[[int], None] | None,
+    started: float,
+) -> Path:
+    """`build_store` after the inputs are checked; write failures propagate as they happen."""
     writer = StoreWriter(out)
     state = writer.staging / STATE_DIR
     resume_key = _resume_key(config, fingerprints)
     key_file = state / "key.json"
-    if not key_file.is_file() or json.loads(key_file.read_text()).get("key") != resume_key:
+    if _stored_key(key_file) != resume_key:
         shutil.rmtree(writer.staging)  # leftovers of a build with other inputs or settings
         writer = StoreWriter(out)
         state.mkdir(parents=True)
-        key_file.write_text(json.dumps({"key": resume_key, "config": config.model_dump(), "sources": fingerprints}))
+        payload = {"key": resume_key, "config": config.model_dump(), "sources": fingerprints}
+        with naming(key_file):
+            write_text_atomically(key_file, json.dumps(payload))
         resumed = False
     else:
         resumed = True
@@ -188,7 +242,8 @@ def build_store(
         tables = TablesStage.load(state / "tables")
         if tables is None:
             tables = _tables_stage(sources, config, ui, state / "tables")
-            tables.save()
+            with naming(state / "tables" / "done.json"):
+                tables.save()
         n_candidates = tables.candidates.height
         if n_candidates == 0:
             raise BuildInputError(
@@ -200,6 +255,14 @@ def build_store(
             _finalise(tables, markers, writer, config, sources, fingerprints, ui, resumed, started)
     shutil.rmtree(state)
     return writer.commit(overwrite=overwrite)
+
+
+def _stored_key(key_file: Path) -> str | None:
+    """The resume key of an earlier build's staging folder; None if absent or unreadable (then discarded)."""
+    try:
+        return str(json.loads(key_file.read_text()).get("key"))
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _resume_key(config: BuildConfig, fingerprints: dict[str, str]) -> str:
@@ -262,8 +325,9 @@ def _tables_stage(sources: SourcePaths, config: BuildConfig, ui: BuildProgress, 
         if not biometrics["_cand"].equals(cohort["_cand"]):  # sliced per chunk below: one row per candidate
             raise RuntimeError("closest_biometrics must return exactly one row per candidate")
         del omr
-        d_labitems = load_d_labitems(sources["d_labitems"], batch_rows)
-        _check_d_labitems(d_labitems, sources, skips)
+        d_labitems = load_d_labitems(sources["d_labitems"], batch_rows, skips)
+        if d_labitems.height:  # empty: nothing to check against (warned below), every row is used anyway
+            _check_d_labitems(d_labitems, sources, skips)
 
     cohort_stays = cohort.select("subject_id", "stay_id", "intime").unique("stay_id").sort("stay_id")
     labs = ChunkSpill(folder / "labevents_spill", stay_chunks, KEPT_ROWS_SCHEMA, config.spill_rows)
@@ -271,7 +335,7 @@ def _tables_stage(sources: SourcePaths, config: BuildConfig, ui: BuildProgress, 
         extract = stream_labevents(
             sources["labevents"],
             cohort_stays,
-            known_itemids=set(d_labitems["itemid"].drop_nulls().to_list()),
+            known_itemids=set(d_labitems["itemid"].drop_nulls().to_list()) if d_labitems.height else None,
             before_minutes=config.lab_label_window_minutes,
             after_minutes=max(
                 config.feature_window_minutes, config.match_window_minutes + config.lab_label_window_minutes
@@ -319,12 +383,44 @@ def _tables_stage(sources: SourcePaths, config: BuildConfig, ui: BuildProgress, 
             batch_rows,
         )
         seen = set(stay_labels["label"].unique().to_list())
-        fallback = {c: t for c, t in icd.load_icd10_titles(sources["d_icd_diagnoses"], batch_rows).items() if c in seen}
+        fallback = {
+            c: t for c, t in icd.load_icd10_titles(sources["d_icd_diagnoses"], batch_rows, skips).items() if c in seen
+        }
 
     candidates = cohort.select(
         "_cand", "subject_id", "study_id", "stay_id", "hadm_id", "ecg_time", "intime", "age", "gender", "path"
     )
+    warnings = empty_table_warnings(sources, skips)
+    for warning in warnings:
+        ui.warn(warning)
+    info["warnings"] = warnings
     return TablesStage(folder, candidates, len(bounds), stay_labels, extract.reference_ranges, fallback, skips, info)
+
+
+# What a build loses when a table has no usable row (the build goes on: each is a legal, if poor, input).
+EMPTY_TABLE_CONSEQUENCES: dict[str, str] = {
+    "record_list": "no ECG: the cohort is empty",
+    "edstays": "no ED stay: the cohort is empty",
+    "triage": "acuity and triage vitals are missing for every record",
+    "vitalsign": "the vital-sign statistics are missing for every record",
+    "ed_diagnosis": "stays not admitted get no diagnosis code (all their diagnosis targets are 0)",
+    "patients": "age is unknown for every record, gender comes from edstays",
+    "labevents": "every lab feature is missing and no lab-abnormality label can be made",
+    "d_labitems": "labevents itemids cannot be checked (every protocol lab is still used by its itemid)",
+    "omr": "height, weight and BMI are missing for every record",
+    "diagnoses_icd": "admitted stays fall back to their ED diagnosis codes",
+    "d_icd_diagnoses": "titles come from simple_icd_10_cm only",
+}
+
+
+def empty_table_warnings(sources: SourcePaths, skips: SkipLog) -> list[str]:
+    """One warning per required table that gave no usable data row (header only, or every row bad)."""
+    warnings = []
+    for key, path in sources.tables.items():
+        if skips.rows_read.get(str(path), 0) == 0:
+            consequence = EMPTY_TABLE_CONSEQUENCES.get(key, "its information is missing")
+            warnings.append(f"{path}: no usable data row (empty table); {consequence}")
+    return warnings
 
 
 def _timed_vitals(long: pl.DataFrame) -> pl.DataFrame:
@@ -385,8 +481,17 @@ def _signals_stage(
     if marker_dir.is_dir() and len(list(marker_dir.glob("chunk_*.json"))) == n_chunks:
         # all chunks done (the array may already be compacted): never reopen it with the candidate shape
         return [json.loads((marker_dir / f"chunk_{i:06d}.json").read_text()) for i in range(n_chunks)]
-    memmap = writer.signals(n, PreprocessSpec().num_samples)
-    del memmap
+    signals_path = writer.staging / SIGNALS_FILE
+    fresh = not signals_path.exists()
+    with naming(signals_path):
+        memmap = writer.signals(n, PreprocessSpec().num_samples)
+        del memmap
+        try:
+            preallocate(signals_path, fresh=fresh)  # a full disk: ENOSPC now, not SIGBUS in a worker
+        except OSError:
+            if fresh:
+                signals_path.unlink(missing_ok=True)  # give the space back; recreated on resume
+            raise
     paths = candidates["path"].to_list()
     bases = [str(sources.ecg_root / p) for p in paths]
     with ui.step("Reading WFDB signals (records)", total=n) as advance:
@@ -436,15 +541,22 @@ def _finalise(
     _compact_signals(writer.staging / SIGNALS_FILE, valid, config.signal_chunk_records)
     labels = _labels_and_folds(records, tables, valid, config)
 
-    writer.write_table(RECORDS_FILE, _records_table(records, labels.folds))
-    writer.write_table_batches(FEATURES_FILE, _valid_feature_parts(tables, valid, config.table_row_group_rows))
+    with naming(writer.staging / RECORDS_FILE):
+        writer.write_table(RECORDS_FILE, _records_table(records, labels.folds))
+    with naming(writer.staging / FEATURES_FILE):
+        writer.write_table_batches(FEATURES_FILE, _valid_feature_parts(tables, valid, config.table_row_group_rows))
     specs, observed = feat.feature_specs_from_parquet(
         writer.staging / FEATURES_FILE, np.isin(labels.folds, config.train_folds), feat.feature_catalogue()
     )
-    _write_sparse_labels(writer, DIAGNOSES_FILE, labels.diagnosis_names, labels.diagnosis, config.table_row_group_rows)
-    writer.write_table(LAB_LABELS_FILE, _label_frame(labels.lab_names, labels.lab))
+    with naming(writer.staging / DIAGNOSES_FILE):
+        _write_sparse_labels(
+            writer, DIAGNOSES_FILE, labels.diagnosis_names, labels.diagnosis, config.table_row_group_rows
+        )
+    with naming(writer.staging / LAB_LABELS_FILE):
+        writer.write_table(LAB_LABELS_FILE, _label_frame(labels.lab_names, labels.lab))
     manifest = _manifest(records.height, labels, specs, tables, config, fingerprints)
-    writer.write_manifest(manifest)
+    with naming(writer.staging / MANIFEST_FILE):
+        writer.write_manifest(manifest)
 
     counts = {
         "ECGs in record_list (valid rows)": int(str(tables.info.get("record_list_rows", 0))),
@@ -457,8 +569,11 @@ def _finalise(
         "lab-abnormality labels": len(labels.lab_names),
         "tabular features": len(specs),
     }
+    saved = tables.info.get("warnings", [])
+    warnings = [str(w) for w in saved] if isinstance(saved, list) else []
     report = {
         "ecgkt_version": __version__,
+        "warnings": warnings,
         "created_utc": manifest.created_utc,
         "resumed": resumed,
         "seconds": round(time.perf_counter() - started, 2),
@@ -472,24 +587,25 @@ def _finalise(
         "sources": fingerprints,
         "source_paths": {f"{TABLES[key].module}/{path.name}": str(path) for key, path in sources.tables.items()},
     }
-    writer.write_json(BUILD_REPORT_FILE, report)
-    writer.write_text(
-        COHORT_REPORT_FILE,
-        cohort_report_markdown(
-            counts=counts,
-            fold_sizes=manifest.folds.sizes,
-            diagnosis_labels=labels.diagnosis_names,
-            diagnosis_titles=manifest.diagnosis_titles,
-            diagnosis_targets=labels.diagnosis,
-            lab_labels=labels.lab_names,
-            lab_targets=labels.lab,
-            feature_names=[s.name for s in specs],
-            feature_groups=[s.group for s in specs],
-            feature_observed=observed,
-            skips=skips,
-            min_label_count=labels.min_label_count,
-        ),
+    with naming(writer.staging / BUILD_REPORT_FILE):
+        writer.write_json(BUILD_REPORT_FILE, report)
+    markdown = cohort_report_markdown(
+        counts=counts,
+        fold_sizes=manifest.folds.sizes,
+        diagnosis_labels=labels.diagnosis_names,
+        diagnosis_titles=manifest.diagnosis_titles,
+        diagnosis_targets=labels.diagnosis,
+        lab_labels=labels.lab_names,
+        lab_targets=labels.lab,
+        feature_names=[s.name for s in specs],
+        feature_groups=[s.group for s in specs],
+        feature_observed=observed,
+        skips=skips,
+        min_label_count=labels.min_label_count,
+        warnings=warnings,
     )
+    with naming(writer.staging / COHORT_REPORT_FILE):
+        writer.write_text(COHORT_REPORT_FILE, markdown)
 
 
 def _signal_outcomes(tables: TablesStage, markers: list[dict[str, object]]) -> tuple[np.ndarray, SkipLog]:
@@ -674,7 +790,13 @@ def _compact_signals(path: Path, valid: np.ndarray, chunk: int) -> None:
         return  # nothing skipped, or already compacted by an interrupted earlier finalise
     keep = np.flatnonzero(valid)
     tmp = path.with_name(".signals.compact.npy")
-    target = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(keep), *source.shape[1:]))
+    try:
+        with naming(tmp):
+            target = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(keep), *source.shape[1:]))
+            preallocate(tmp, fresh=True)  # ENOSPC as an error, never SIGBUS while copying
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
     for lo in range(0, len(keep), chunk):
         target[lo : lo + chunk] = source[keep[lo : lo + chunk]]
     target.flush()

