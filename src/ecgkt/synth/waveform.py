@@ -232,9 +232,9 @@ class Morphology:
     conducted: Components
     pac: Components
     pvc: Components
-    qt_ref_s: float
+    qt_ref_s: float  # the QT the templates were built for; each beat shifts its T by its own QT
     p_only: Components | None = None  # a non-conducted P wave (AV block), placed at its QRS-relative slot
-    ventricular: Components | None = None  # a QRS-T without its P (AV block: P waves are placed apart)  # the QT the templates were built for; each beat shifts its T by its own QT
+    ventricular: Components | None = None  # a QRS-T without its P (AV block: P waves are placed apart)
 
 
 _V = np.array  # short alias for the vector literals below
