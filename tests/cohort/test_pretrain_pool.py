@@ -62,3 +62,19 @@ def test_pool_sidecar_flags_tabular_data_and_labelled_folds(stores: tuple[Path, 
 def test_load_pool_refuses_a_plain_store(stores: tuple[Path, Path]) -> None:
     with pytest.raises(FileNotFoundError, match="not a pretraining pool"):
         load_pool(stores[0])
+
+
+def test_cli_builds_the_pool_and_refuses_an_unknown_outlier_rule(stores: tuple[Path, Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ecgkt.cli import app
+
+    root = stores[0].parent / "synth"
+    runner = CliRunner()
+    bad = runner.invoke(app, ["build", "--synthetic", str(root), "--out", str(tmp_path / "x"),
+                              "--lab-outlier-rule", "bogus", "--quiet"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output and "invalid option" in bad.output
+    ok = runner.invoke(app, ["build", "--synthetic", str(root), "--out", str(tmp_path / "pool"), "--pretrain-pool",
+                             "--labelled-store", str(stores[0]), "--workers", "1", "--quiet"])
+    assert ok.exit_code == 0, ok.output
+    assert load_pool(tmp_path / "pool").height == len(Store.open(stores[1]))
