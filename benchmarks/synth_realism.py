@@ -273,8 +273,10 @@ def main() -> None:
         target = PUBLISHED.get(name)
         if target is None or row["oracle"] is None:
             continue
-        if _in_range(row["oracle"], target) != "inside" and target.note:
-            explanations[name] = target.note
+        side = _in_range(row["oracle"], target)
+        if side != "inside":
+            explanations[name] = f"oracle {row['oracle']:.3f} is {side} {target.oracle_range}: " + (
+                target.note or "no explanation recorded.")
     write_report(results, explanations)
     (RESULTS / CEILINGS_FILE).write_text(json.dumps({
         "description": "Oracle ceilings for Table 1: macro AUROC over ICD-10 prefix diagnosis labels of the synthetic "

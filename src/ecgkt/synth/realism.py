@@ -33,7 +33,9 @@ _ATTIA_AGE_SEX = "Attia 2019 Circ Arrhythm Electrophysiol"
 _KWON_ELECTROLYTES = "Kwon 2021 Ann Noninvasive Electrocardiol (PMC8164149)"
 
 PUBLISHED: dict[str, Target] = {
-    "sex": Target("AUC 0.97", _ATTIA_AGE_SEX, (0.90, 0.97)),
+    "sex": Target("AUC 0.97", _ATTIA_AGE_SEX, (0.90, 0.97),
+                  "sex acts on a handful of parameters (QRS, PR, QTc, voltage, T, J point), each overlapping "
+                  "between the sexes; a real ECG carries sex in finer morphology."),
     "age": Target("R² 0.7", _ATTIA_AGE_SEX, (0.5, 0.7),
                   "the parameter set is a handful of age-dependent intervals and amplitudes; a deep model on real "
                   "waveforms reads many more subtle age signs than the generator models."),
@@ -51,7 +53,9 @@ PUBLISHED: dict[str, Target] = {
     "anaemia_who": Target("— (milder than Hb ≤ 10)", "—", (0.65, 0.85),
                           "WHO anaemia includes mild values the ECG barely reflects."),
     "hyperkalaemia_k55": Target("AUC 0.853–0.883 (K ≥ 5.5, CKD); 0.945 / 0.873", f"Galloway 2019 JAMA Cardiol; "
-                                f"{_KWON_ELECTROLYTES}", (0.85, 0.95)),
+                                f"{_KWON_ELECTROLYTES}", (0.85, 0.95),
+                                "potassium's signs pass through a personal sensitivity (log-SD 0.45); few positives "
+                                "make the estimate noisy."),
     "hypokalaemia_k35": Target("AUC 0.866 / 0.857", _KWON_ELECTROLYTES, (0.85, 0.93),
                                "mild hypokalaemia (3.0–3.5) gives only small T/U changes in the generator."),
     "hypercalcaemia": Target("AUC 0.905 / 0.831", _KWON_ELECTROLYTES, (0.80, 0.90),
@@ -68,18 +72,24 @@ PUBLISHED: dict[str, Target] = {
                       "slightly above: the generator's CKD is stage 3-5 only (real 'any stage' includes stages 1-2 "
                       "with normal labs), so its potassium, anaemia and LV-mass signs are stronger on average."),
     "ckd_stage4plus": Target("eGFR < 45: AUC 0.858 / 0.906; ESRD 0.783", "Kwon 2022 Int Urol Nephrol; Holmstrom 2023",
-                             (0.80, 0.90)),
+                             (0.80, 0.90),
+                             "advanced CKD is seen through potassium, calcium, anaemia, LV mass and ESRD QTc; few "
+                             "positives make the estimate noisy."),
     "diabetes": Target("AUC 0.8255", "Lin 2021 J Pers Med", (0.70, 0.83),
                        "diabetes acts on HRV and QTc only; HRV is estimated from 10 s of beats."),
     "liver_disease": Target("AUC 0.908 (transplant-listed cirrhosis)", "Ahn 2022 Am J Gastroenterol", (0.75, 0.90),
                             "the ED label includes milder liver disease than a transplant cohort."),
-    "atrial_fibrillation": Target("≥ 0.95 (rhythm diagnosis; not verified here)", "textbook", (0.95, 1.0)),
-    "atrial_flutter": Target("≥ 0.95 (rhythm diagnosis; not verified here)", "textbook", (0.95, 1.0)),
-    "av_block_complete": Target("≥ 0.95 (conduction diagnosis; not verified here)", "textbook", (0.95, 1.0)),
+    "atrial_fibrillation": Target("≥ 0.95 (rhythm diagnosis; not verified here)", "textbook", (0.95, 1.0),
+                                  "the visit label also covers paroxysmal AF absent from a given ECG."),
+    "atrial_flutter": Target("≥ 0.95 (rhythm diagnosis; not verified here)", "textbook", (0.95, 1.0),
+                             "a pacemaker overrides the flutter on paced ECGs."),
+    "av_block_complete": Target("≥ 0.95 (conduction diagnosis; not verified here)", "textbook", (0.95, 1.0),
+                                "very few positives (0.3 % of visits)."),
     "pacemaker": Target("≥ 0.95 when paced (not verified here)", "textbook", (0.85, 1.0),
                         "a quarter of a pacemaker patient's ECGs show the intrinsic rhythm, so the patient-level "
                         "label cannot be read from every ECG."),
-    "stemi": Target("≥ 0.9 (not verified here)", "textbook", (0.90, 1.0)),
+    "stemi": Target("≥ 0.9 (not verified here)", "textbook", (0.90, 1.0),
+                    "STEMI ECGs are drawn with 0.10–0.35 mV territorial elevation: unmistakable in the parameters."),
 }
 
 
