@@ -37,8 +37,9 @@ PUBLISHED: dict[str, Target] = {
                   "sex acts on a handful of parameters (QRS, PR, QTc, voltage, T, J point), each overlapping "
                   "between the sexes; a real ECG carries sex in finer morphology."),
     "age": Target("R² 0.7", _ATTIA_AGE_SEX, (0.5, 0.7),
-                  "the parameter set is a handful of age-dependent intervals and amplitudes; a deep model on real "
-                  "waveforms reads many more subtle age signs than the generator models."),
+                  "at the published value: the oracle reads the age-dependent parameters (PR, QTc, axis, "
+                  "voltage, T, HRV) without any noise, which a model of the rendered signal cannot (the trained "
+                  "encoder reaches far less)."),
     "lv_dysfunction_ef35": Target("AUC 0.93 (EF ≤ 35 %)", "Attia 2019 Nat Med", (0.88, 0.93),
                                   "the published AUC is for echo-confirmed EF ≤ 35 %; the generator's low-EF signs "
                                   "(QRS, QTc, voltage, P, transition) overlap with LVH, LBBB and age."),
