@@ -50,6 +50,18 @@ def build(
     lab_min_negatives: int = typer.Option(
         10, "--lab-label-min-negatives", min=0, help="Lab label kept with >= this many negatives in val and test."
     ),
+    lab_outlier_rule: str = typer.Option(
+        "mds-ed", "--lab-outlier-rule", help="Per-lab outlier cleaning: 'mds-ed' (MDS-ED's limits) or 'none'."
+    ),
+    pretrain_pool: bool = typer.Option(
+        False,
+        "--pretrain-pool",
+        help="Build the pretraining pool instead (every ECG with tabular data in its window; "
+        "see ecgkt.cohort.pretrain_pool).",
+    ),
+    labelled_store: Path | None = typer.Option(
+        None, "--labelled-store", help="With --pretrain-pool: the labelled store whose folds pool.parquet records."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing store at --out."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
@@ -86,8 +98,15 @@ def build(
             min_label_fraction=min_label_fraction,
             lab_label_min_positives=lab_min_positives,
             lab_label_min_negatives=lab_min_negatives,
+            lab_outlier_rule=lab_outlier_rule,  # type: ignore[arg-type]  # validated by BuildConfig
         )
-        store = build_store(folders, out, config, overwrite=overwrite, progress=not quiet, console=console)
+        if pretrain_pool:
+            from ecgkt.cohort.pretrain_pool import build_pretrain_pool
+
+            store = build_pretrain_pool(folders, out, config, labelled_store=labelled_store, overwrite=overwrite,
+                                        progress=not quiet)
+        else:
+            store = build_store(folders, out, config, overwrite=overwrite, progress=not quiet, console=console)
     except (UserError, StoreError) as error:  # BuildInputError, BuildWriteError, ...
         raise cli_error(str(error)) from None
     except ValidationError as error:

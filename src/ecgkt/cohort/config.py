@@ -8,6 +8,7 @@ to *relative* values so that tiny synthetic cohorts still produce labels.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,6 +35,11 @@ class BuildConfig(BaseModel):
     )
     lab_label_window_minutes: float = Field(
         default=60.0, gt=0, description="CardioLab: lab value closest to the ECG within ± this."
+    )
+    lab_outlier_rule: Literal["mds-ed", "none"] = Field(
+        default="mds-ed",
+        description="Per-lab outlier cleaning: 'mds-ed' drops values above MDS-ED's limits (e.g. glucose, "
+        "platelets > 2000; ecgkt.cohort.protocol); 'none' keeps every numeric value.",
     )
     include_triage_vitals: bool = Field(
         default=True,

@@ -44,6 +44,7 @@ from ecgkt.cohort.folds import assign_folds, demographic_strata
 from ecgkt.cohort.labevents import KEPT_ROWS_SCHEMA, stream_labevents
 from ecgkt.cohort.matching import load_edstays, load_record_list, match_ecgs_to_stays
 from ecgkt.cohort.progress import BuildProgress
+from ecgkt.cohort.protocol import clean_lab_rows
 from ecgkt.cohort.report import SkipLog, cohort_report_markdown
 from ecgkt.cohort.signals import OK, ingest_signals, marker_statuses
 from ecgkt.cohort.sources import TABLES, BuildInputError, SourcePaths, fingerprint, resolve_sources
@@ -358,7 +359,8 @@ def _tables_stage(sources: SourcePaths, config: BuildConfig, ui: BuildProgress, 
         bounds = chunk_bounds(chunks)
         for chunk, (lo, hi) in enumerate(bounds):
             part = cohort.slice(lo, hi - lo)
-            lab_rows = labs.read(chunk).sort("stay_id", "itemid", "charttime", "valuenum")
+            lab_rows = clean_lab_rows(labs.read(chunk), config.lab_outlier_rule).sort(
+                "stay_id", "itemid", "charttime", "valuenum")
             features = feat.assemble_features(
                 part,
                 triage,

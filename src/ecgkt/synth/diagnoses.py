@@ -82,6 +82,15 @@ CODE_RULES: tuple[CodeRule, ...] = (
     CodeRule("first_degree_av_block", ("I44.0",), 0.05, 0.3, 5),
     CodeRule("lbbb", ("I44.7",), 0.15, 0.5, 5),
     CodeRule("rbbb", ("I45.10",), 0.1, 0.4, 5),
+    # rhythms and conduction of the ED case mix (issue 14)
+    CodeRule("atrial_flutter", ("I48.92", "I48.3", "I48.4"), 0.6, 0.9, 3, weights=(0.6, 0.25, 0.15)),
+    CodeRule("av_block_second_degree", ("I44.1",), 0.5, 0.9, 3),
+    CodeRule("av_block_complete", ("I44.2",), 0.7, 0.95, 2),
+    CodeRule("pacemaker", ("Z95.0",), 0.25, 0.8, 6),
+    CodeRule("lafb", ("I44.4",), 0.03, 0.2, 6),
+    CodeRule("lpfb", ("I44.5",), 0.03, 0.2, 6),
+    CodeRule("incomplete_rbbb", ("I45.19",), 0.03, 0.15, 6),
+    CodeRule("nonspecific_st_t", ("R94.31",), 0.05, 0.1, 7),
     # chronic disease
     CodeRule("ckd", ("N18.30", "N18.31", "N18.32"), 0.3, 0.85, 4, weights=(0.4, 0.35, 0.25), when="ckd_stage3"),
     CodeRule("ckd", ("N18.4",), 0.4, 0.9, 4, when="ckd_stage4"),

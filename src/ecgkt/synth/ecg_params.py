@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Rhythm = Literal["sinus", "atrial_fibrillation"]
-BundleBranchBlock = Literal["none", "lbbb", "rbbb"]
+Rhythm = Literal["sinus", "atrial_fibrillation", "atrial_flutter", "paced"]
+AvBlock = Literal["none", "mobitz1", "mobitz2", "complete"]
+BundleBranchBlock = Literal["none", "lbbb", "rbbb", "incomplete_rbbb"]
 IschaemiaTerritory = Literal["none", "anterior", "inferior", "lateral"]
 
 
@@ -55,6 +56,14 @@ class EcgParameters:
     qrs_axis_deg: float = 45.0  # frontal plane axis
     amplitude_scale: float = 1.0  # body habitus / sex
     fibrillatory_wave_mv: float = 0.05  # f-wave amplitude in AF
+    # Rhythms and conduction added for the ED case mix (issue 14). Defaults keep the old behaviour.
+    av_block: AvBlock = "none"  # second-degree (Mobitz I / II) or complete AV block
+    atrial_rate_bpm: float = 0.0  # flutter-wave rate, or the P-wave rate under AV block (0 = derived)
+    conduction_ratio: int = 2  # flutter k:1 conduction (0 = variable 2-4:1); Mobitz n:(n-1)
+    flutter_wave_mv: float = 0.15  # peak-to-peak sawtooth amplitude in lead II
+    precordial_j_mv: float = 0.0  # J-point / ST elevation in V1-V3 ("male pattern", early repolarisation)
+    anatomy_rotation_deg: float | None = None  # heart's rotation about its long axis (None: drawn per record)
+    p_axis_turn_deg: float | None = None  # individual P-axis offset (None: drawn per record)
     noise: NoiseParameters = field(default_factory=NoiseParameters)
 
 

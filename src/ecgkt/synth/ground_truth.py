@@ -35,7 +35,9 @@ from numpy.typing import NDArray
 from ecgkt.mimic.labs import LAB_BY_NAME
 from ecgkt.synth import diagnoses, lab_truth, vitals
 from ecgkt.synth.columns import nullable_ids, strings
-from ecgkt.synth.ecg_mapping import ECG_FEATURES, EcgInputs, EcgNoise, ecg_parameter_arrays
+from ecgkt.synth.conduction import PATIENT_CONDUCTION, VISIT_CONDUCTION
+from ecgkt.synth.ecg_inputs import make_ecg_inputs
+from ecgkt.synth.ecg_mapping import BOOLEAN_FEATURES, ECG_FEATURES, EcgNoise, ecg_parameter_arrays
 from ecgkt.synth.physiology import (
     LAB_DEFINED_STATES,
     PATIENT_CONDITIONS,
@@ -53,8 +55,7 @@ EFFECT_SIZE_THRESHOLD = 0.2
 PROPORTION_THRESHOLD = 0.1
 MAX_INTERVENTION_VISITS = 2000
 SCHEMA_VERSION = 1
-BOOLEAN_ECG_FEATURES = frozenset({"rhythm_af", "t_inversion", "pathological_q", "bbb_lbbb", "bbb_rbbb",
-                                  "lvh_strain"})
+BOOLEAN_ECG_FEATURES = BOOLEAN_FEATURES
 LOG_LABS = frozenset({v.name for v in lab_truth.PRIMARY_VARIABLES if v.scale == "log"}
                      | {"PT", "Bilirubin Direct", "Absolute Lymphocyte Count", "Absolute Eosinophil Count",
                         "Absolute Basophil Count"})
@@ -64,7 +65,9 @@ LAB_STATE_VALUES: dict[str, tuple[float, float]] = {
     "hypocalcaemia": (7.6, 9.4), "hypomagnesaemia": (1.2, 2.0), "anaemia": (9.0, 14.0),
     "hyponatraemia": (126.0, 140.0),
 }
-MODELS: dict[str, ConditionModel] = {m.name: m for m in (*PATIENT_CONDITIONS, *VISIT_CONDITIONS)}
+ALL_PATIENT_MODELS = (*PATIENT_CONDITIONS, *PATIENT_CONDUCTION)
+ALL_VISIT_MODELS = (*VISIT_CONDITIONS, *VISIT_CONDUCTION)
+MODELS: dict[str, ConditionModel] = {m.name: m for m in (*ALL_PATIENT_MODELS, *ALL_VISIT_MODELS)}
 
 
 def visits_frame(sim: Simulation) -> pl.DataFrame:
@@ -122,6 +125,7 @@ class _Intervener:
         self.noise = EcgNoise.draw(m, rng)
         p = sim.visits.patient[self.rows]
         self.age, self.female, self.bmi = sim.visits.age[self.rows], sim.patients.female[p], sim.patients.bmi[p]
+        self.patient = p
         self.old_mi = sim.states.old_mi_territory[self.rows]
 
     def _labs(self, flags: Mapping[str, BoolArray]) -> tuple[FloatArray, FloatArray]:
@@ -136,10 +140,11 @@ class _Intervener:
         arrival = lab_truth.arrival_values(arrival_w)
         chronic = lab_truth.derive(lab_truth.to_natural(chronic_w))
         _, vit = self.sim.vital_model.evaluate(flags, chronic["Hemoglobin"], arrival["Hemoglobin"], rows=self.rows)
-        inputs = EcgInputs(
-            flags=flags, potassium=arrival["Potassium"], free_calcium=arrival["Free Calcium"],
-            magnesium=arrival["Magnesium"], heart_rate=vit[:, vitals.VITAL_INDEX["heartrate"]], age=self.age,
-            female=self.female, bmi=self.bmi, ischaemia_territory=territory, old_mi_territory=self.old_mi)
+        assert self.sim.ecg_traits is not None
+        inputs = make_ecg_inputs(
+            flags=flags, labs=arrival, heart_rate=vit[:, vitals.VITAL_INDEX["heartrate"]], age=self.age,
+            female=self.female, bmi=self.bmi, ischaemia_territory=territory, old_mi_territory=self.old_mi,
+            patient=self.patient, traits=self.sim.ecg_traits)
         ecg = ecg_parameter_arrays(inputs, self.noise)
         out: dict[str, FloatArray] = {f"lab:{k}": v for k, v in arrival.items() if k in lab_truth.REPORTED_LABS}
         out.update({f"vital:{var.name}": vit[:, j] for j, var in enumerate(vitals.VITALS)})
@@ -217,7 +222,7 @@ def build_graph(sim: Simulation) -> dict[str, Any]:
     iv = _Intervener(sim)
     observed_territory = sim.states.ischaemia_territory[iv.rows]
     observed = iv.outcomes(iv.flags, np.where(iv.flags["acute_ischaemia"], observed_territory, "none").astype(object))
-    condition_names = [m.name for m in (*PATIENT_CONDITIONS, *VISIT_CONDITIONS)] + ["atrial_fibrillation"]
+    condition_names = [m.name for m in (*ALL_PATIENT_MODELS, *ALL_VISIT_MODELS)] + ["atrial_fibrillation"]
     effects: list[dict[str, Any]] = []
     for name in condition_names:
         effects += _effect_edges(name, iv.do_condition(name, True), iv.do_condition(name, False), observed)
@@ -226,8 +231,8 @@ def build_graph(sim: Simulation) -> dict[str, Any]:
                                  iv.do_lab_state(lab_state.name, False), observed)
 
     states: list[dict[str, Any]] = []
-    for m in (*PATIENT_CONDITIONS, *VISIT_CONDITIONS):
-        states.append({"name": m.name, "level": "patient" if m in PATIENT_CONDITIONS else "visit", "kind": m.kind,
+    for m in (*ALL_PATIENT_MODELS, *ALL_VISIT_MODELS):
+        states.append({"name": m.name, "level": "patient" if m in ALL_PATIENT_MODELS else "visit", "kind": m.kind,
                        "description": m.description, "gate": m.gate,
                        "visit_prevalence": round(float(sim.states.flags[m.name].mean()), 4)})
     states.append({"name": "atrial_fibrillation", "level": "visit", "kind": "disease",
@@ -241,10 +246,10 @@ def build_graph(sim: Simulation) -> dict[str, Any]:
                        "visit_prevalence": round(float(sim.states.flags[s.name].mean()), 4)})
     state_edges = [
         {"source": feature, "target": m.name, "log_odds": coef}
-        for m in (*PATIENT_CONDITIONS, *VISIT_CONDITIONS) for feature, coef in m.coefficients.items()
+        for m in (*ALL_PATIENT_MODELS, *ALL_VISIT_MODELS) for feature, coef in m.coefficients.items()
         if feature in MODELS
     ] + [{"source": m.gate, "target": m.name, "log_odds": None, "requires": True}
-         for m in (*PATIENT_CONDITIONS, *VISIT_CONDITIONS) if m.gate is not None]
+         for m in (*ALL_PATIENT_MODELS, *ALL_VISIT_MODELS) if m.gate is not None]
     to9 = diagnoses.icd10_to_icd9()
     codes: dict[str, list[str]] = {}
     for rule in diagnoses.CODE_RULES:

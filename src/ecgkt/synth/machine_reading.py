@@ -40,6 +40,8 @@ _MINOR = frozenset({
     "Sinus tachycardia", "Sinus bradycardia", "1st degree AV block", "Left axis deviation",
     "Right axis deviation", "Nonspecific T wave abnormality", "Premature atrial complexes",
     "Short QT", "Prominent U waves", "Tall T waves", "Nonspecific ST abnormality",
+    "Incomplete right bundle branch block", "Left anterior fascicular block",
+    "Nonspecific ST and T wave abnormality",
 })
 _NEUTRAL = frozenset({"Sinus rhythm", "Poor data quality"})
 
@@ -57,6 +59,8 @@ class MedianBeat:
     group_vectors: dict[str, FloatArray]
     group_leads: dict[str, FloatArray]
     has_p: bool
+    rhythm: str = "sinus"  # what the renderer drew: sinus, atrial_fibrillation, atrial_flutter, paced
+    av_block: str = "none"  # none, mobitz1, mobitz2, complete
 
 
 def _extent(vectors: FloatArray) -> tuple[int, int] | None:
@@ -147,8 +151,20 @@ def read_machine_measurements(*, median: MedianBeat, rr_intervals_s: FloatArray,
     )
 
 
-def _rhythm_lines(f: _Findings, has_p: bool, beat_kinds: NDArray[np.int64]) -> list[str]:
+def _rhythm_lines(f: _Findings, has_p: bool, beat_kinds: NDArray[np.int64], rhythm: str = "sinus",
+                  av_block: str = "none") -> list[str]:
     rate = 60000.0 / f.rr_ms if np.isfinite(f.rr_ms) and f.rr_ms > 0 else 0.0
+    if rhythm == "paced":
+        return ["Electronic ventricular pacemaker"]
+    if av_block == "complete":
+        return ["Sinus rhythm with complete heart block"]
+    if rhythm == "atrial_flutter":
+        beats_regular = f.rr_ms > 0 and rate > 120
+        return ["Atrial flutter with 2:1 A-V conduction" if beats_regular else "Atrial flutter with variable A-V block"]
+    if av_block == "mobitz1":
+        return ["Sinus rhythm with 2nd degree A-V block, Mobitz I (Wenckebach)"]
+    if av_block == "mobitz2":
+        return ["Sinus rhythm with 2nd degree A-V block, Mobitz II"]
     if not has_p:
         line = "Atrial fibrillation"
         if rate > 100:
@@ -168,11 +184,15 @@ def _rhythm_lines(f: _Findings, has_p: bool, beat_kinds: NDArray[np.int64]) -> l
 
 
 def _conduction_line(median: MedianBeat, f: _Findings, qrs_span: tuple[int, int]) -> str | None:
-    if f.qrs_ms < 120.0:
-        return None
     qrs = median.group_leads["qrs"]
     v1 = qrs[_IDX["V1"], qrs_span[0]:qrs_span[1] + 1]
     terminal = v1[-int(0.04 * median.fs):]
+    if f.qrs_ms < 120.0:
+        # rSr' in V1 with a QRS of 100-119 ms: incomplete RBBB.
+        late = v1[-int(0.03 * median.fs):]
+        if f.qrs_ms >= 100.0 and late.max() > 0.05 and late.max() > 0.3 * v1.max():
+            return "Incomplete right bundle branch block"
+        return None
     if terminal.max() > 0.1 and terminal.sum() > 0:
         return "Right bundle branch block"
     lateral = qrs[[_IDX["I"], _IDX["V6"]], qrs_span[0]:qrs_span[1] + 1]
@@ -187,21 +207,31 @@ def interpret(median: MedianBeat, f: _Findings, qrs_span: tuple[int, int], qrs_a
               beat_kinds: NDArray[np.int64], *, poor_quality: bool) -> tuple[str, ...]:
     """Rule-based statements in the order a cart prints them, ending with the overall verdict."""
     fs = median.fs
-    lines = _rhythm_lines(f, median.has_p, beat_kinds)
-    block = _conduction_line(median, f, qrs_span)
+    lines = _rhythm_lines(f, median.has_p, beat_kinds, median.rhythm, median.av_block)
+    paced = median.rhythm == "paced"
+    block = None if paced else _conduction_line(median, f, qrs_span)
     if block:
         lines.append(block)
-    if -90.0 <= qrs_axis < -30.0:
+    narrow = f.qrs_ms < 120.0
+    if paced:
+        pass
+    elif -90.0 <= qrs_axis <= -45.0 and narrow:
+        lines.append("Left anterior fascicular block")
+    elif -90.0 <= qrs_axis < -30.0:
         lines.append("Left axis deviation")
+    elif 110.0 <= qrs_axis <= 180.0 and narrow:
+        lines.append("Left posterior fascicular block")
     elif 90.0 < qrs_axis <= 180.0:
         lines.append("Right axis deviation")
+    if block == "Incomplete right bundle branch block":
+        block = None  # repolarisation is still read as usual
 
     qrs_leads = median.group_leads["qrs"][:, qrs_span[0]:qrs_span[1] + 1]
     r_amp, s_amp = qrs_leads.max(axis=1), -qrs_leads.min(axis=1)
     # Sokolow-Lyon or Cornell voltage (the male Cornell cut-off: the cart here does not know sex).
     sokolow = s_amp[_IDX["V1"]] + max(r_amp[_IDX["V5"]], r_amp[_IDX["V6"]])
     cornell = r_amp[_IDX["aVL"]] + s_amp[_IDX["V3"]]
-    lvh = block is None and (sokolow > 3.5 or cornell > 2.8)
+    lvh = block is None and not paced and (sokolow > 3.5 or cornell > 2.8)
 
     # ST level at J + 60 ms (J + RR/16 at fast rates), against the isoelectric PR segment (0 here).
     j_offset = int(min(0.06, f.rr_ms / 16000.0) * fs)
@@ -215,7 +245,7 @@ def interpret(median: MedianBeat, f: _Findings, qrs_span: tuple[int, int], qrs_a
         lines.append("Left ventricular hypertrophy with repolarization abnormality" if strain
                      else "Left ventricular hypertrophy")
 
-    if block is None:
+    if block is None and not paced:
         lines.extend(_ischaemia_lines(median, st, t_amp, qrs_span, skip_lateral_repol=strain))
     if float(np.abs(median.group_leads["u"]).max()) >= 0.1:
         lines.append("Prominent U waves")
@@ -248,7 +278,7 @@ def _ischaemia_lines(median: MedianBeat, st: FloatArray, t_amp: FloatArray, qrs_
     for name in _TERRITORY_NAMES[(_Q_COUNTED & pathological).sum(axis=1) >= 2]:
         lines.append(f"{name.capitalize()} infarct, age undetermined")
     repol_territories = _NO_LATERAL if skip_lateral_repol else _ALL_TERRITORIES
-    elevated = _TERRITORY & (st >= 0.1)
+    elevated = _TERRITORY & (st >= _ST_ELEVATION_MV)
     n_elevated = elevated.sum(axis=1)
     if np.any(n_elevated >= 2):
         mean_elevation = np.where(n_elevated >= 2, (elevated * st).sum(axis=1) / np.maximum(n_elevated, 1), -1.0)
@@ -284,4 +314,7 @@ _QS_SCAR = _lead_mask(_QS_SCAR_LEADS)
 _T_UPRIGHT = ~_lead_mask(("aVR", "V1"))
 _T_FLAT_CHECKED = _lead_mask(("I", "II", "V4", "V5", "V6"))
 _ALL_TERRITORIES = np.ones(3, dtype=bool)
+# ST-elevation thresholds (Fourth Universal Definition of MI): 0.1 mV, but 0.2 mV in V2-V3 where
+# healthy men commonly show J-point elevation (the cart does not know the sex; it uses the male value).
+_ST_ELEVATION_MV = np.where(_lead_mask(("V2", "V3")), 0.2, 0.1)
 _NO_LATERAL = _TERRITORY_NAMES != "lateral"

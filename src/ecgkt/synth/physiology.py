@@ -301,4 +301,6 @@ REPORTED_STATES: tuple[str, ...] = (
     "conduction_disease", "lvh", "hypertension", "diabetes", "hyperglycaemic_crisis", "liver_disease",
     "copd", "respiratory_failure", "aki", "gi_bleed", "coronary_disease", "prior_mi",
     "gastroenteritis", "alcohol_use", "smoker", "malignancy",
+    "pacemaker", "lafb", "lpfb", "incomplete_rbbb", "atrial_flutter", "av_block_second_degree",
+    "av_block_complete", "nonspecific_st_t",
 )

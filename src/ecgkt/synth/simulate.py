@@ -18,7 +18,10 @@ import polars as pl
 from numpy.typing import NDArray
 
 from ecgkt.synth import diagnoses, lab_truth, labs, omr, tables, timeline, vitals
+from ecgkt.synth.conduction import PATIENT_CONDUCTION_NAMES, sample_patient_conduction, sample_visit_conduction
+from ecgkt.synth.ecg_inputs import make_ecg_inputs
 from ecgkt.synth.ecg_mapping import EcgInputs, EcgNoise, ecg_parameter_arrays, to_parameters
+from ecgkt.synth.fingerprint import PatientEcgTraits, sample_patient_traits
 from ecgkt.synth.physiology import (
     ChronicState,
     VisitState,
@@ -59,6 +62,11 @@ class Simulation:
     jobs: list[RecordJob]
     cart_id: NDArray[np.int64]
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+    # What the ECG mapping read, kept so that counterfactuals can re-render with every draw fixed.
+    ecg_traits: PatientEcgTraits | None = None
+    ecg_inputs: EcgInputs | None = None
+    ecg_noise: EcgNoise | None = None
+    record_visit: NDArray[np.int64] | None = None  # visit whose state each record shows (nearest for outpatient)
 
     @property
     def visit_female(self) -> BoolArray:
@@ -70,6 +78,8 @@ def simulate(n_patients: int, seed: int) -> Simulation:
     patients = timeline.sample_patients(n_patients, stream(seed, "patients"))
     chronic = sample_chronic(patients.age_first_visit, patients.female, patients.black, patients.bmi,
                              stream(seed, "chronic"))
+    chronic.flags.update(sample_patient_conduction(chronic.flags, patients.age_first_visit, patients.female,
+                                                   patients.black, patients.bmi, stream(seed, "conduction_patient")))
     visits = timeline.sample_visits(patients, 0.6 * np.exp(0.3 * chronic.burden()), stream(seed, "visits"))
     p = visits.patient
     female, black, bmi = patients.female[p], patients.black[p], patients.bmi[p]
@@ -80,6 +90,8 @@ def simulate(n_patients: int, seed: int) -> Simulation:
     arrival_labs = lab_truth.arrival_values(lab_arrival)
     chronic_labs = lab_truth.derive(lab_truth.to_natural(lab_chronic))
     states.flags.update(lab_defined_flags(arrival_labs, female))
+    states.flags.update(sample_visit_conduction(states.flags, visits.age, female, black, bmi,
+                                                stream(seed, "conduction_visit")))
 
     vital_model = vitals.VitalTruthModel(p, patients.n, visits.age, female, stream(seed, "vital_truth"))
     vital_chronic, vital_arrival = vital_model.evaluate(states.flags, chronic_labs["Hemoglobin"],
@@ -102,8 +114,9 @@ def simulate(n_patients: int, seed: int) -> Simulation:
     schedule = _drop_ecgs_after_death(schedule, death_day)
     acuity = vitals.triage_acuity(severity, states.presenting_problem, stream(seed, "triage_acuity"))
 
-    record_truth, ecg_arrays = _ecg_parameters(patients, visits, states, schedule, lab_chronic, lab_arrival,
-                                               vital_chronic, vital_arrival, seed)
+    traits = sample_patient_traits(patients.n, stream(seed, "ecg_fingerprint"))
+    record_truth, ecg_arrays, ecg_inputs, ecg_noise, record_visit = _ecg_parameters(
+        patients, visits, states, schedule, lab_chronic, lab_arrival, vital_chronic, vital_arrival, traits, seed)
     params = to_parameters(ecg_arrays)
     jobs = [RecordJob(index=i, subject_id=int(patients.subject_id[schedule.patient[i]]),
                       study_id=int(schedule.study_id[i]), ecg_minute=int(schedule.ecg_time[i]), params=params[i])
@@ -116,7 +129,7 @@ def simulate(n_patients: int, seed: int) -> Simulation:
         lab_chronic=lab_chronic, lab_arrival=lab_arrival, arrival_labs=arrival_labs, vital_model=vital_model,
         vital_chronic=vital_chronic, vital_arrival=vital_arrival, severity=severity, acuity=acuity,
         schedule=schedule, stays=stays, record_truth=record_truth, ecg_arrays=ecg_arrays, jobs=jobs,
-        cart_id=cart_id,
+        cart_id=cart_id, ecg_traits=traits, ecg_inputs=ecg_inputs, ecg_noise=ecg_noise, record_visit=record_visit,
     )
     sim.tables = _build_tables(sim, death_day)
     return sim
@@ -145,8 +158,9 @@ def _nearest_visit(schedule: timeline.EcgSchedule, visits: timeline.Visits) -> N
 
 def _ecg_parameters(patients: timeline.Patients, visits: timeline.Visits, states: VisitState,
                     schedule: timeline.EcgSchedule, lab_chronic: FloatArray, lab_arrival: FloatArray,
-                    vital_chronic: FloatArray, vital_arrival: FloatArray,
-                    seed: int) -> tuple[dict[str, FloatArray], dict[str, NDArray[np.generic]]]:
+                    vital_chronic: FloatArray, vital_arrival: FloatArray, traits: PatientEcgTraits, seed: int,
+                    ) -> tuple[dict[str, FloatArray], dict[str, NDArray[np.generic]], EcgInputs, EcgNoise,
+                               NDArray[np.int64]]:
     truth_visit = _nearest_visit(schedule, visits)
     in_stay = schedule.visit >= 0
     minutes = schedule.minutes_since_intime
@@ -157,24 +171,26 @@ def _ecg_parameters(patients: timeline.Patients, visits: timeline.Visits, states
     flags: dict[str, BoolArray] = {}
     for name, values in states.flags.items():
         row_values = values[truth_visit]
-        flags[name] = row_values if name in lab_truth.CHRONIC_CONDITIONS else row_values & in_stay
+        chronic = name in lab_truth.CHRONIC_CONDITIONS or name in PATIENT_CONDUCTION_NAMES
+        flags[name] = row_values if chronic else row_values & in_stay
     outpatient_af = flags["af_permanent"] | (flags["af_chronic"] & (rng.random(schedule.n) < 0.45))
     flags["atrial_fibrillation"] = np.where(in_stay, flags["atrial_fibrillation"], outpatient_af)
     p = schedule.patient
     age = patients.age_first_visit[p] + (schedule.ecg_time - patients.first_visit_minute[p]) / (
         365.25 * timeline.MINUTES_PER_DAY)
-    inputs = EcgInputs(
-        flags=flags, potassium=lab_values["Potassium"], free_calcium=lab_values["Free Calcium"],
-        magnesium=lab_values["Magnesium"], heart_rate=heart_rate, age=age, female=patients.female[p],
-        bmi=patients.bmi[p],
+    inputs = make_ecg_inputs(
+        flags=flags, labs=lab_values, heart_rate=heart_rate, age=age, female=patients.female[p], bmi=patients.bmi[p],
         ischaemia_territory=np.where(in_stay, states.ischaemia_territory[truth_visit], "none").astype(object),
-        old_mi_territory=states.old_mi_territory[truth_visit],
+        old_mi_territory=states.old_mi_territory[truth_visit], patient=p, traits=traits,
     )
-    arrays = ecg_parameter_arrays(inputs, EcgNoise.draw(schedule.n, stream(seed, "ecg_parameters")))
+    noise = EcgNoise.draw(schedule.n, stream(seed, "ecg_parameters"))
+    arrays = ecg_parameter_arrays(inputs, noise)
     truth = {"potassium": lab_values["Potassium"], "free_calcium": lab_values["Free Calcium"],
              "calcium_total": lab_values["Calcium Total"], "magnesium": lab_values["Magnesium"],
-             "heart_rate": heart_rate, "age": age}
-    return truth, arrays
+             "heart_rate": heart_rate, "age": age, "hemoglobin": lab_values["Hemoglobin"],
+             "albumin": lab_values["Albumin"], "glucose": lab_values["Glucose"],
+             "lv_mass_index": inputs.lv_mass_index, "ejection_fraction": inputs.ejection_fraction}
+    return truth, arrays, inputs, noise, truth_visit
 
 
 def _build_tables(sim: Simulation, death_day: FloatArray) -> dict[str, pl.DataFrame]:

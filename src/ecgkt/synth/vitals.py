@@ -70,6 +70,9 @@ VITAL_EFFECTS: tuple[VitalEffect, ...] = (
     VitalEffect("aki", "heartrate", 4.0), VitalEffect("atrial_fibrillation", "heartrate", 20.0, 0.9),
     VitalEffect("distress", "heartrate", 12.0, 0.6), VitalEffect("distress", "sbp", 8.0, 0.6),
     VitalEffect("distress", "resprate", 2.0, 0.6),
+    # issue 14: hyperdynamic circulation in cirrhosis; the ventricular rate of flutter and of complete AV block
+    VitalEffect("liver_disease", "heartrate", 6.0), VitalEffect("atrial_flutter", "heartrate", 25.0, 0.6),
+    VitalEffect("av_block_complete", "heartrate", -32.0, 0.2),
     VitalEffect("infection", "temperature", 1.6, 0.5), VitalEffect("sepsis", "temperature", 1.6, 0.6, 0.85),
     VitalEffect("sepsis", "temperature", -3.0, 0.4, 0.12),
     VitalEffect("copd", "resprate", 2.0), VitalEffect("heart_failure", "resprate", 1.0),

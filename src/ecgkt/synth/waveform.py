@@ -233,6 +233,8 @@ class Morphology:
     pac: Components
     pvc: Components
     qt_ref_s: float  # the QT the templates were built for; each beat shifts its T by its own QT
+    p_only: Components | None = None  # a non-conducted P wave (AV block), placed at its QRS-relative slot
+    ventricular: Components | None = None  # a QRS-T without its P (AV block: P waves are placed apart)
 
 
 _V = np.array  # short alias for the vector literals below
@@ -240,8 +242,10 @@ _V = np.array  # short alias for the vector literals below
 
 def _qrs_rows(params: EcgParameters, q: float) -> tuple[list[Row], str]:
     """Depolarisation components for the record's conduction; returns rows and the conduction kind."""
-    kind = params.bundle_branch_block
-    if kind == "lbbb":
+    kind = "paced" if params.rhythm == "paced" else params.bundle_branch_block
+    if kind in ("lbbb", "paced"):
+        # (Right-ventricular apical pacing spreads like an LBBB: the same slow right-to-left
+        # activation; the mapping gives it a left superior axis.)
         # Septum activates right-to-left (no septal q in I/V6, QS in V1), then the LV free wall
         # slowly and in two fronts (notched, broad R in I, aVL, V5, V6).
         return [
@@ -250,7 +254,7 @@ def _qrs_rows(params: EcgParameters, q: float) -> tuple[list[Row], str]:
             (0.40 * q, 0.25 * q, 0.0, 0.35 * q, _V([0.95, 0.10, -1.05]), QRS, 0.0, 0.0),
         ], kind
     # Normal septal (left-to-right, anterior) then LV free wall, then basal terminal forces.
-    normal_q = 0.62 * q if kind == "rbbb" else q
+    normal_q = 0.62 * q if kind == "rbbb" else (0.8 * q if kind == "incomplete_rbbb" else q)
     rows: list[Row] = [
         (0.0, 0.14 * normal_q, 0.0, 0.14 * normal_q, _V([-0.10, 0.05, 0.20]), QRS, 0.0, 0.0),
         (0.10 * normal_q, 0.20 * normal_q, 0.0, 0.20 * normal_q, _V([0.45, 0.45, 0.35]), QRS, 0.0, 0.0),
@@ -259,6 +263,9 @@ def _qrs_rows(params: EcgParameters, q: float) -> tuple[list[Row], str]:
     if kind == "rbbb":
         # Late, slow right-ventricular activation: rightward and anterior (R' in V1, wide S in I/V6).
         rows.append((0.50 * q, 0.22 * q, 0.0, 0.28 * q, _V([-0.55, 0.05, 0.75]), QRS, 0.0, 0.0))
+    elif kind == "incomplete_rbbb":
+        # The same terminal right-ventricular forces, smaller and within a QRS < 120 ms (rSr' in V1).
+        rows.append((0.60 * q, 0.20 * q, 0.0, 0.20 * q, _V([-0.45, 0.05, 0.70]), QRS, 0.0, 0.0))
     else:
         rows.append((0.60 * q, 0.20 * q, 0.0, 0.20 * q, _V([-0.35, -0.35, -0.40]), QRS, 0.0, 0.0))
     return rows, kind
@@ -270,6 +277,8 @@ _NORMAL_T_VECTOR = np.array([0.30, 0.25, 0.25])
 _NORMAL_T_DIRECTION = _unit(_NORMAL_T_VECTOR)
 _RBBB_T_SHIFT = _unit(np.array([0.55, -0.05, -0.75]))
 _U_DIRECTION = _unit(np.array([0.30, 0.20, 0.90]))
+_ANTERIOR_ST_DIRECTION = _unit(np.array([0.05, 0.05, 1.0]))
+_PACING_SPIKE = _unit(np.array([0.3, 0.9, -0.3]))
 _ALL_LEADS = tuple(LEAD_INDEX)
 
 # All normal QRS timings scale with the QRS duration, so the template's net-area axis is a constant.
@@ -278,11 +287,13 @@ _NORMAL_QRS_AXIS_DEG = _frontal_angle_deg(Components.build(_qrs_rows(EcgParamete
 
 def build_morphology(params: EcgParameters, rng: np.random.Generator, *, qt_ref_s: float) -> Morphology:
     """All beat templates of one record, with modest per-record anatomical variation."""
-    blocked = params.bundle_branch_block != "none"
+    blocked = params.bundle_branch_block in ("lbbb", "rbbb") or params.rhythm == "paced"
     q = max(params.qrs_ms / 1000.0, 0.125) if blocked else params.qrs_ms / 1000.0
     pr = params.pr_ms / 1000.0
     qt = max(qt_ref_s, q + 0.08)
-    anatomy_rotation = float(rng.normal(0.0, 8.0))  # horizontal-plane heart rotation, per person
+    anatomy_rotation = float(rng.normal(0.0, 8.0))  # horizontal-plane heart rotation (drawn if not given)
+    if params.anatomy_rotation_deg is not None:  # the patient's own (fingerprint), kept across visits
+        anatomy_rotation = params.anatomy_rotation_deg
 
     qrs_rows, kind = _qrs_rows(params, q)
     qrs = Components.build(qrs_rows)
@@ -293,7 +304,7 @@ def build_morphology(params: EcgParameters, rng: np.random.Generator, *, qt_ref_
     # anatomical direction and the terminal ones turn half as far. With a left axis that gives the
     # fascicular-block picture (qR in I/aVL, rS in II/III/aVF) instead of spurious inferior Q waves.
     # Two correction steps make the net-area axis the cart measures land on params.qrs_axis_deg.
-    share = np.ones(len(vectors)) if kind == "lbbb" else np.array([0.0, 1.0, 1.0, 0.5])
+    share = np.ones(len(vectors)) if kind in ("lbbb", "paced") else np.array([0.0, 1.0, 1.0, 0.5])
     area = _pulse_area(qrs)[:, None]
     axis_turn = params.qrs_axis_deg - _NORMAL_QRS_AXIS_DEG
     for _ in range(2):
@@ -318,13 +329,15 @@ def build_morphology(params: EcgParameters, rng: np.random.Generator, *, qt_ref_
     t_vec = _rotate_frontal(_rotate_horizontal(_NORMAL_T_VECTOR, anatomy_rotation), axis_turn / 2)
     t_vec = t_vec * rng.normal(1.0, 0.1)
     st_vec = np.zeros(3)
-    if kind == "lbbb":
+    if kind in ("lbbb", "paced"):
         # Secondary (discordant) ST-T: repolarisation opposite to the slow depolarisation.
         net_qrs = Components.build(rows)
         away = -_unit((net_qrs.vector * _pulse_area(net_qrs)[:, None]).sum(axis=0))
         t_vec, st_vec = 0.45 * away, 0.12 * away
     elif kind == "rbbb":
         t_vec = t_vec + 0.35 * _RBBB_T_SHIFT
+    elif kind == "incomplete_rbbb":
+        t_vec = t_vec + 0.12 * _RBBB_T_SHIFT
     t_vec = t_vec * params.t_amplitude_scale
     if injury is not None:
         if params.t_inversion:
@@ -335,6 +348,10 @@ def build_morphology(params: EcgParameters, rng: np.random.Generator, *, qt_ref_
         lateral = TERRITORY_DIRECTION["lateral"]
         t_vec = t_vec - 2.0 * max(float(t_vec @ lateral), 0.0) * lateral - 0.2 * lateral
         st_vec = st_vec + _scale_to_leads(lateral, ("V5", "V6"), -0.12)
+    if params.precordial_j_mv != 0.0:
+        # J-point / ST elevation over V1-V3 (the male pattern, early repolarisation): a small ST
+        # vector pointing anteriorly, largest in V2-V3.
+        st_vec = st_vec + _scale_to_leads(_ANTERIOR_ST_DIRECTION, ("V1", "V2", "V3"), params.precordial_j_mv)
     if params.st_deviation_mv != 0.0:
         # Diffuse ST shift along the normal repolarisation direction (aVR shows the mirror image).
         st_vec = st_vec + _scale_to_leads(_NORMAL_T_DIRECTION, _ALL_LEADS, params.st_deviation_mv)
@@ -358,6 +375,8 @@ def build_morphology(params: EcgParameters, rng: np.random.Generator, *, qt_ref_
     pr = max(pr, p_dur + 0.015)  # the P wave ends before the QRS starts (no pre-excitation model)
     p_scale = params.p_amplitude_scale
     p_turn = float(rng.normal(0.0, 12.0))  # individual P axis (normal range ~0-75 deg)
+    if params.p_axis_turn_deg is not None:
+        p_turn = params.p_axis_turn_deg
     ra_vec, la_vec = _rotate_frontal(p_scale * _V([[0.05, 0.12, 0.08], [0.12, 0.08, -0.06]]), p_turn)
     la_start = -pr + 0.35 * p_dur
     p_rows: list[Row] = [
@@ -373,11 +392,20 @@ def build_morphology(params: EcgParameters, rng: np.random.Generator, *, qt_ref_
         p_rows = [(*r[:4], r[4] * params.amplitude_scale, *r[5:]) for r in p_rows]
         pac_p = [(*r[:4], r[4] * params.amplitude_scale, *r[5:]) for r in pac_p]
         rows = [(*r[:4], r[4] * params.amplitude_scale, *r[5:]) for r in rows]
-    with_p = params.rhythm != "atrial_fibrillation"
-    conducted = Components.build((p_rows if with_p else []) + rows)
+    if kind == "paced":
+        # The pacing stimulus: a spike just before the paced QRS (band-limited by the cart's filter,
+        # so a few ms wide and a fraction of a millivolt, largest in the inferior and left leads).
+        rows.append((-0.006, _MIN_RAMP_S, 0.0, _MIN_RAMP_S, 0.6 * params.amplitude_scale * _PACING_SPIKE, QRS,
+                     0.0, 0.0))
+    with_p = params.rhythm in ("sinus", "paced")
+    conducted = Components.build((p_rows if with_p and params.av_block != "complete" else []) + rows)
     pac = Components.build(pac_p + rows)
     pvc = Components.build(_pvc_rows(rng, qt, params.amplitude_scale))
-    return Morphology(conducted=conducted, pac=pac, pvc=pvc, qt_ref_s=qt)
+    p_only = ventricular = None
+    if params.av_block != "none":
+        p_only = Components.build(p_rows)
+        ventricular = Components.build(rows)
+    return Morphology(conducted=conducted, pac=pac, pvc=pvc, qt_ref_s=qt, p_only=p_only, ventricular=ventricular)
 
 
 def _pvc_rows(rng: np.random.Generator, qt: float, scale: float) -> list[Row]:
@@ -398,7 +426,7 @@ def _pvc_rows(rng: np.random.Generator, qt: float, scale: float) -> list[Row]:
 
 
 # ---- rhythm -----------------------------------------------------------------------------------
-NORMAL_BEAT, PAC_BEAT, PVC_BEAT = 0, 1, 2
+NORMAL_BEAT, PAC_BEAT, PVC_BEAT, P_ONLY_BEAT, VENTRICULAR_BEAT = 0, 1, 2, 3, 4
 _MIN_RR_S = 0.27  # ventricular refractoriness bounds the fastest conducted AF beats
 
 
@@ -419,6 +447,8 @@ def beat_schedule(params: EcgParameters, rng: np.random.Generator, duration_s: f
     PVC: replaces a beat early; the sinus beat after it is blocked, so the next conducted beat keeps
     the sinus timing (full compensatory pause). PAC: resets the sinus node, later beats shift.
     """
+    if params.av_block != "none":
+        return _av_block_schedule(params, rng, duration_s)
     rr_mean = 60.0 / max(params.heart_rate_bpm, 20.0)
     lead_in = 2.5  # start before t=0 so the first visible beat has a real predecessor
     n_beats = int(np.ceil((duration_s + lead_in + 1.0) / max(_MIN_RR_S, 0.6 * rr_mean))) + 2
@@ -426,6 +456,14 @@ def beat_schedule(params: EcgParameters, rng: np.random.Generator, duration_s: f
         cv = float(rng.uniform(0.18, 0.30))
         sigma = np.sqrt(np.log1p(cv * cv))
         rr = rr_mean * rng.lognormal(-sigma * sigma / 2.0, sigma, n_beats)
+    elif params.rhythm == "atrial_flutter":
+        # Ventricular beats on multiples of the flutter cycle: fixed k:1 or variable 2-4:1.
+        cycle = 60.0 / flutter_rate_bpm(params)
+        ratio = (np.full(n_beats, params.conduction_ratio) if params.conduction_ratio > 0
+                 else rng.choice(np.array([2, 3, 4]), size=n_beats, p=[0.5, 0.2, 0.3]))
+        rr = ratio * cycle + rng.normal(0.0, 0.004, n_beats)
+    elif params.rhythm == "paced":
+        rr = rr_mean + rng.normal(0.0, 0.003, n_beats)  # the pacemaker's lower rate: no sinus variability
     else:
         hrv = params.hrv_sd_ms / 1000.0
         resp_hz = float(rng.uniform(0.2, 0.33))
@@ -458,6 +496,57 @@ def beat_schedule(params: EcgParameters, rng: np.random.Generator, duration_s: f
         # unshifted times already give.
     rr_before = np.diff(times, prepend=times[0] - rr[0])
     return BeatSchedule(onset=times, kind=kind, rr_before=rr_before)
+
+
+def flutter_rate_bpm(params: EcgParameters) -> float:
+    """Atrial flutter-wave rate: given, or the multiple of the ventricular rate nearest 300/min."""
+    if params.atrial_rate_bpm > 0:
+        return params.atrial_rate_bpm
+    ratio = params.conduction_ratio if params.conduction_ratio > 0 else 3
+    return float(np.clip(params.heart_rate_bpm * ratio, 240.0, 340.0))
+
+
+def _av_block_schedule(params: EcgParameters, rng: np.random.Generator, duration_s: float) -> BeatSchedule:
+    """P waves and QRS complexes placed apart, as second- or third-degree AV block dissociates them.
+
+    Mobitz I (Wenckebach): in each group of n P waves the PR lengthens by shrinking steps and the
+    n-th P is not conducted. Mobitz II: constant PR, every n-th P blocked. Complete block: atria at
+    their own rate, ventricles at an independent escape rate (`heart_rate_bpm`).
+    """
+    lead_in = 2.5
+    pr = params.pr_ms / 1000.0
+    if params.av_block == "complete":
+        atrial_rr = 60.0 / (params.atrial_rate_bpm if params.atrial_rate_bpm > 0 else 80.0)
+        vent_rr = 60.0 / max(params.heart_rate_bpm, 15.0)
+        n_a = int(np.ceil((duration_s + lead_in + 1.0) / atrial_rr)) + 2
+        n_v = int(np.ceil((duration_s + lead_in + 1.0) / vent_rr)) + 2
+        p_times = np.cumsum(atrial_rr + rng.normal(0.0, 0.01, n_a)) - lead_in - float(rng.uniform(0, atrial_rr))
+        v_times = np.cumsum(vent_rr + rng.normal(0.0, 0.01, n_v)) - lead_in - float(rng.uniform(0, vent_rr))
+        p_slot = p_times + pr  # a P-only beat is placed at its would-be QRS onset
+    else:
+        n_group = max(int(params.conduction_ratio), 2)
+        atrial_rr = 60.0 / (params.atrial_rate_bpm if params.atrial_rate_bpm > 0
+                            else params.heart_rate_bpm * n_group / (n_group - 1))
+        n_a = int(np.ceil((duration_s + lead_in + 1.0) / atrial_rr)) + n_group + 2
+        p_times = np.cumsum(atrial_rr + rng.normal(0.0, 0.008, n_a)) - lead_in - float(rng.uniform(0, atrial_rr))
+        position = (np.arange(n_a) + int(rng.integers(0, n_group))) % n_group
+        conducted = position < n_group - 1
+        if params.av_block == "mobitz1":
+            increments = 0.06 * (0.55 ** np.arange(n_group))  # 60, 33, 18 ms ... (decreasing increments)
+            extra = np.concatenate([[0.0], np.cumsum(increments)])[position]
+        else:
+            extra = np.zeros(n_a)
+        v_times = p_times[conducted] + pr + extra[conducted]
+        p_slot = p_times + pr  # P-only beats sit at the slot of the *template* PR
+    onset = np.concatenate([v_times, p_slot])
+    kind = np.concatenate([np.full(v_times.size, VENTRICULAR_BEAT), np.full(p_slot.size, P_ONLY_BEAT)])
+    order = np.argsort(onset, kind="stable")
+    onset, kind = onset[order], kind[order]
+    vent = kind == VENTRICULAR_BEAT
+    rr_before = np.full(onset.size, 60.0 / max(params.heart_rate_bpm, 15.0))
+    v_onsets = onset[vent]
+    rr_before[vent] = np.diff(v_onsets, prepend=v_onsets[0] - rr_before[0])
+    return BeatSchedule(onset=onset, kind=kind, rr_before=rr_before)
 
 
 def qt_for_rr(qtc_ms: float, rr_s: FloatArray | float) -> FloatArray:
@@ -496,15 +585,30 @@ def fibrillatory_waves(amplitude_mv: float, rng: np.random.Generator, *, fs: int
     return np.asarray(heart * (amplitude_mv / np.sqrt(2.0) / max(v1_rms, 1e-12)))
 
 
+def flutter_waves(rate_bpm: float, amplitude_mv: float, rng: np.random.Generator, *, fs: int,
+                  n_samples: int) -> FloatArray:
+    """Typical (counter-clockwise) atrial flutter (3, n): a sawtooth at the flutter rate, slow descent
+    and quick rise, pointing superiorly so it is negative in II, III and aVF and positive in V1;
+    scaled to `amplitude_mv` peak to peak in lead II."""
+    t = np.arange(n_samples) / fs
+    phase = (t * rate_bpm / 60.0 + float(rng.uniform(0.0, 1.0))) % 1.0
+    saw = np.where(phase < 0.75, 0.5 - phase / 0.75, -0.5 + (phase - 0.75) / 0.25)
+    direction = _unit(np.array([0.05, 0.9, -0.45]))
+    lead_ii = float(INDEPENDENT_LEAD_VECTORS[1] @ direction)
+    return np.asarray(np.outer(direction, saw) * (amplitude_mv / max(abs(lead_ii), 1e-6)))
+
+
 # ---- record -----------------------------------------------------------------------------------
 def _place_beats(morph: Morphology, schedule: BeatSchedule, params: EcgParameters,
                  resp_phase: float, resp_hz: float) -> tuple[FloatArray, ...]:
     """All pulses of all beats in absolute time: (start, rise, flat, fall, vector)."""
     qt_beat = qt_for_rr(params.qtc_ms, schedule.rr_before)
     parts: list[tuple[FloatArray, ...]] = []
-    for kind, template in ((NORMAL_BEAT, morph.conducted), (PAC_BEAT, morph.pac), (PVC_BEAT, morph.pvc)):
+    templates = ((NORMAL_BEAT, morph.conducted), (PAC_BEAT, morph.pac), (PVC_BEAT, morph.pvc),
+                 (P_ONLY_BEAT, morph.p_only), (VENTRICULAR_BEAT, morph.ventricular))
+    for kind, template in templates:
         mask = schedule.kind == kind
-        if not mask.any():
+        if template is None or not mask.any():
             continue
         onset = schedule.onset[mask]
         d_qt = (qt_beat[mask] - morph.qt_ref_s)[:, None]
@@ -541,7 +645,8 @@ def _median_beat(morph: Morphology, params: EcgParameters, fs: int) -> MedianBea
     return MedianBeat(
         fs=fs, leads=project_to_leads(total), group_vectors=groups,
         group_leads={name: project_to_leads(groups[name]) for name in ("qrs", "t", "u")},
-        has_p=params.rhythm != "atrial_fibrillation",
+        has_p=params.rhythm in ("sinus", "paced") and params.av_block != "complete",
+        rhythm=params.rhythm, av_block=params.av_block,
     )
 
 
@@ -576,7 +681,7 @@ def render_ecg(params: EcgParameters, rng: np.random.Generator, *, fs: int = 500
     duration = n_samples / fs
     schedule = beat_schedule(params, rng, duration)
     visible = (schedule.onset >= 0.0) & (schedule.onset < duration)
-    dominant = schedule.kind == NORMAL_BEAT
+    dominant = np.isin(schedule.kind, (NORMAL_BEAT, VENTRICULAR_BEAT))
     rr_dominant = schedule.rr_before[visible & dominant]
     # The cart's median beat sits at the median RR (np.sort: np.median's overhead is ~10x on 12 values).
     rr_ref = (float(np.sort(rr_dominant)[rr_dominant.size // 2]) if rr_dominant.size
@@ -588,14 +693,17 @@ def render_ecg(params: EcgParameters, rng: np.random.Generator, *, fs: int = 500
     heart = rasterise(start, rise, flat, fall, vector, fs=fs, n_samples=n_samples)[0]
     if params.rhythm == "atrial_fibrillation" and params.fibrillatory_wave_mv > 0:
         heart += fibrillatory_waves(params.fibrillatory_wave_mv, rng, fs=fs, n_samples=n_samples)
+    elif params.rhythm == "atrial_flutter" and params.flutter_wave_mv > 0:
+        heart += flutter_waves(flutter_rate_bpm(params), params.flutter_wave_mv, rng, fs=fs, n_samples=n_samples)
     noise = electrode_noise(params.noise, rng, fs=fs, n_samples=n_samples)
     lead_noise = noise_on_independent_leads(noise.potentials)
     independent = _LEAD_VECTORS_F32 @ heart.astype(np.float32) + lead_noise
     signal = expand_to_twelve_leads(independent)
     defects = apply_record_defects(signal, params.noise, rng, fs=fs)
+    ventricular = visible & (schedule.kind != P_ONLY_BEAT)
     measurements = read_machine_measurements(
-        median=_median_beat(morph, params, fs), rr_intervals_s=schedule.rr_before[visible][1:],
-        beat_kinds=schedule.kind[visible], lead_noise=lead_noise, defects=defects,
+        median=_median_beat(morph, params, fs), rr_intervals_s=schedule.rr_before[ventricular][1:],
+        beat_kinds=schedule.kind[ventricular], lead_noise=lead_noise, defects=defects,
         artifact=noise.artifact_electrode is not None, rng=rng,
     )
     return signal, measurements
