@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ecgkt.signals.formats import FORMAT_SUFFIXES, FormatError, detect_format, read_format
 from ecgkt.signals.leads import CANONICAL_LEADS, normalise_lead_name
 from ecgkt.signals.preprocess import PreprocessSpec, preprocess, resampled_length
 from ecgkt.signals.wfdb_fast import read_format16_record
@@ -41,7 +42,7 @@ MissingLeads = Literal["error", "zero"]
 # "auto" units: a record whose robust amplitude (99th percentile of |x| over finite samples) exceeds
 # this is taken to be in µV. Real ECGs in mV stay well below 10; in µV a flat line would be < 50.
 AUTO_MICROVOLT_THRESHOLD = 50.0
-INPUT_SUFFIXES: tuple[str, ...] = (".hea", ".dcm", ".npy", ".npz")
+INPUT_SUFFIXES: tuple[str, ...] = (".hea", ".dcm", ".npy", ".npz", *FORMAT_SUFFIXES)
 
 # Factor to mV for unit strings found in WFDB headers, DICOM (UCUM codes) and sidecars.
 _TO_MILLIVOLT: dict[str, float] = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
@@ -128,11 +129,19 @@ def read_ecg(
         raw = _read_npz(path, source)
     elif suffix in (".dcm", ".dicom") or _looks_like_dicom(path):
         raw = _read_dicom(path, source)
+    elif (vendor := detect_format(path)) is not None:  # GE/Philips/HL7 XML, SCP-ECG, EDF (signals/formats)
+        try:
+            record = read_format(path, vendor)
+        except FormatError as error:
+            raise EcgInputError(source, error.problem) from None
+        raw = _RawEcg(
+            source, record.signal_mv.T, record.sampling_rate_hz, record.leads, "mV", record.format, record.notes
+        )
     else:
         raise EcgInputError(
             source,
-            f"unsupported file type {suffix or '(no extension)'}; "
-            "expected WFDB .hea, DICOM .dcm, .npy or .npz",
+            f"unsupported file type {suffix or '(no extension)'}; expected WFDB .hea, DICOM .dcm, .npy, .npz, "
+            "GE MUSE/CardioSoft, Philips or HL7 aECG .xml, SCP-ECG .scp or EDF .edf",
         )
     return _assemble(raw, overrides, missing_leads)
 
