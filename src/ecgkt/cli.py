@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ecgkt.report.commands",
     "ecgkt.serve.commands",
     "ecgkt.export.commands",
+    "ecgkt.convert.commands",
     "ecgkt.demo",
 )
 

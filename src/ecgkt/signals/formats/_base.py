@@ -43,7 +43,7 @@ __all__ = [
 
 # A 10 s 12-lead record at 1000 Hz as base64 int16 is ~0.3 MB; vendor XML with median beats and
 # measurements stays under a few MB. 50 MB leaves room for long Holter-like strips.
-DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+DEFAULT_MAX_BYTES = 50_000_000
 _LIMB_DERIVED = ("III", "aVR", "aVL", "aVF")
 
 
@@ -185,6 +185,7 @@ def assemble_leads(
         notes.append(f"leads have different lengths {sorted(lengths)}: cut to the shortest ({n} samples)")
     names = [canonical_lead(label) for label, _ in channels]
     arrays = [np.asarray(values[:n], dtype=np.float64) for _, values in channels]
+    arrays = _strip_calibration_tail(arrays, sampling_rate_hz, notes)
     by_name = dict(zip(names, arrays, strict=True))
     missing = [lead for lead in _LIMB_DERIVED if lead not in by_name]
     if missing and "I" in by_name and "II" in by_name:
@@ -212,6 +213,29 @@ def assemble_leads(
         notes=tuple(notes),
         measurements=dict(measurements or {}),
     )
+
+
+def _strip_calibration_tail(
+    arrays: list[NDArray[np.float64]], fs: float, notes: list[str]
+) -> list[NDArray[np.float64]]:
+    """Cut a calibration pulse appended after the record (Philips appends 0.4 s: 0, 1 mV, 0 on every lead).
+
+    The tail is recognised as a run of at least 0.1 s at the end in which all stored leads carry
+    the same value at every sample and that value is not always zero; no real multi-lead ECG does.
+    """
+    if len(arrays) < 2:
+        return arrays
+    stacked = np.stack(arrays)
+    same = stacked.max(axis=0) == stacked.min(axis=0)
+    if not same[-1]:
+        return arrays
+    differing = np.flatnonzero(~same)
+    start = int(differing[-1]) + 1 if differing.size else 0
+    tail = stacked[0, start:]
+    if start == 0 or (len(tail)) < 0.1 * fs or not np.any(tail != 0):
+        return arrays
+    notes.append(f"removed a {len(tail) / fs:.2f} s calibration signal appended after the record")
+    return [a[:start] for a in arrays]
 
 
 def twelve_lead_names() -> tuple[str, ...]:
