@@ -19,7 +19,7 @@ from ecgkt.cli_errors import cli_error
 if TYPE_CHECKING:
     from ecgkt.explain.supporting_labs import MethodName
 
-FORMATS = ("json", "csv")
+FORMATS = ("json", "csv", "fhir")
 
 
 def prediction_options(
@@ -63,7 +63,7 @@ def predict(
         help="ECG files (WFDB record or .hea, DICOM .dcm, .npy, .npz), folders, or CSV lists with a 'path' column.",
         show_default=False,
     ),
-    output_format: str = typer.Option("json", "--format", "-f", help="json | csv."),
+    output_format: str = typer.Option("json", "--format", "-f", help="json | csv | fhir (FHIR R4 Bundle)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write to this file (atomically) instead of stdout."),
     missing_leads: str = typer.Option(
         "error", "--missing-leads", help="error | zero: fail on a missing lead, or fill it with zeros (noted)."
