@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ecgkt.serve.commands",
     "ecgkt.export.commands",
     "ecgkt.convert.commands",
+    "ecgkt.modelcard.commands",
     "ecgkt.demo",
 )
 

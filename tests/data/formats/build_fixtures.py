@@ -29,12 +29,12 @@ def muse_8_leads_250hz() -> None:
         k = TWELVE.index(name)
         data = base64.b64encode(struct.pack(f"<{n}h", *counts(k, n, fs))).decode()
         lead_blocks.append(
-            "<LeadData><LeadByteCountTotal>%d</LeadByteCountTotal><LeadTimeOffset>0</LeadTimeOffset>"
-            "<LeadSampleCountTotal>%d</LeadSampleCountTotal><LeadAmplitudeUnitsPerBit>1</LeadAmplitudeUnitsPerBit>"
+            f"<LeadData><LeadByteCountTotal>{2 * n}</LeadByteCountTotal><LeadTimeOffset>0</LeadTimeOffset>"
+            f"<LeadSampleCountTotal>{n}</LeadSampleCountTotal><LeadAmplitudeUnitsPerBit>1</LeadAmplitudeUnitsPerBit>"
             "<LeadAmplitudeUnits>MICROVOLTS</LeadAmplitudeUnits><LeadHighLimit>32767</LeadHighLimit>"
-            "<LeadLowLimit>-32768</LeadLowLimit><LeadID>%s</LeadID><LeadOffsetFirstSample>0</LeadOffsetFirstSample>"
+            f"<LeadLowLimit>-32768</LeadLowLimit><LeadID>{name}</LeadID><LeadOffsetFirstSample>0</LeadOffsetFirstSample>"
             "<FirstSampleBaseline>0</FirstSampleBaseline><LeadSampleSize>2</LeadSampleSize><LeadOff>FALSE</LeadOff>"
-            "<BaselineSway>FALSE</BaselineSway><WaveFormData>%s</WaveFormData></LeadData>" % (2 * n, n, name, data)
+            f"<BaselineSway>FALSE</BaselineSway><WaveFormData>{data}</WaveFormData></LeadData>"
         )
     text = (
         '<?xml version="1.0" encoding="ISO-8859-1"?>\n<!DOCTYPE RestingECG SYSTEM "restecg.dtd">\n'
@@ -44,8 +44,8 @@ def muse_8_leads_250hz() -> None:
         "<PAxis>50</PAxis><RAxis>40</RAxis><TAxis>30</TAxis></RestingECGMeasurements>"
         "<Waveform><WaveformType>Rhythm</WaveformType><WaveformStartTime>0</WaveformStartTime>"
         "<NumberofLeads>8</NumberofLeads><SampleType>CONTINUOUS_SAMPLES</SampleType>"
-        "<SampleBase>250</SampleBase><SampleExponent>0</SampleExponent>%s</Waveform></RestingECG>\n"
-        % "".join(lead_blocks)
+        "<SampleBase>250</SampleBase><SampleExponent>0</SampleExponent>" + "".join(lead_blocks)
+        + "</Waveform></RestingECG>\n"
     )
     (HERE / "muse_8lead_250hz.xml").write_text(text, encoding="iso-8859-1")
 
