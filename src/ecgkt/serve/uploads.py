@@ -38,10 +38,11 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ecgkt.signals.formats import STORED_SUFFIX, sniff_format
 from ecgkt.signals.readers import EcgInput, EcgInputError, read_ecg, read_ecg_array
 
-UploadKind = Literal["wfdb", "dicom", "npy", "npz", "json"]
-FileKind = Literal["dicom", "npy", "npz", "json", "wfdb_header", "wfdb_data"]
+UploadKind = Literal["wfdb", "dicom", "npy", "npz", "json", "vendor"]
+FileKind = Literal["dicom", "npy", "npz", "json", "wfdb_header", "wfdb_data", "vendor"]
 Units = Literal["auto", "mV", "uV"]
 MissingLeads = Literal["error", "zero"]
 
@@ -206,6 +207,8 @@ def detect_kind(upload: UploadedFile) -> FileKind:
         return "npz"
     if data.lstrip()[:1] == b"{":
         return "json"
+    if sniff_format(data[:MAX_HEADER_BYTES]) is not None:  # GE/Philips/HL7 XML, SCP-ECG, EDF (signals.formats)
+        return "vendor"
     lowered = upload.filename.lower()
     if lowered.endswith(".hea") or _looks_like_wfdb_header(data):
         return "wfdb_header"
@@ -215,7 +218,7 @@ def detect_kind(upload: UploadedFile) -> FileKind:
         415,
         "unrecognised_file",
         f"{upload.filename}: not a supported ECG file (no DICOM 'DICM' marker at byte 128, no NumPy or "
-        "zip signature, not a WFDB header or .dat, not JSON)",
+        "zip signature, not a WFDB header or .dat, not JSON, not GE/Philips/HL7 aECG XML, SCP-ECG or EDF)",
     )
 
 
@@ -291,6 +294,9 @@ def parse_files(files: Sequence[UploadedFile], options: ReaderOptions) -> Parsed
             return ParsedUpload("npz", _read_via_path(upload, "ecg.npz", options))
         if kind == "json":
             return ParsedUpload("json", parse_json_document(upload.data, upload.filename))
+        if kind == "vendor":
+            stored = "ecg" + STORED_SUFFIX[sniff_format(upload.data[:MAX_HEADER_BYTES]) or "edf"]
+            return ParsedUpload("vendor", _read_via_path(upload, stored, options))
     if sorted(kinds) == ["json", "npy"]:
         return ParsedUpload("npy", _parse_npy(by_kind["npy"][0], by_kind["json"][0], options))
     raise UploadError(

@@ -25,10 +25,12 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "FORMAT_SUFFIXES",
     "READERS",
+    "STORED_SUFFIX",
     "FormatError",
     "FormatRecord",
     "detect_format",
     "read_format",
+    "sniff_format",
 ]
 
 READERS: dict[str, Callable[..., FormatRecord]] = {
@@ -61,6 +63,24 @@ def _xml_root(head: bytes) -> str | None:
     return match.group(1).rsplit(":", 1)[-1] if match else None
 
 
+# File name to store an upload under so that `read_ecg` takes it to the same reader.
+STORED_SUFFIX: dict[str, str] = {
+    "ge-muse": ".xml", "ge-cardiosoft": ".xml", "philips": ".xml", "hl7-aecg": ".xml", "scp-ecg": ".scp", "edf": ".edf",
+}
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The format key from the first bytes alone (uploads have no trustworthy name), or None."""
+    if head.startswith(b"0       ") and len(head) >= 256 and head[184:192].strip().isdigit():
+        return "edf"
+    if looks_like_scp(head):
+        return "scp-ecg"
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if stripped.startswith(b"<") or head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return _XML_ROOTS.get(_xml_root(head) or "")
+    return None
+
+
 def detect_format(path: Path) -> str | None:
     """The format key of a vendor file (see `READERS`), or None when it is none of them."""
     suffix = path.suffix.lower()
@@ -73,18 +93,10 @@ def detect_format(path: Path) -> str | None:
             head = handle.read(_SNIFF_BYTES)
     except OSError:
         return None
-    if head.startswith(b"0       ") and len(head) >= 256:
-        return "edf"
-    if looks_like_scp(head):
-        return "scp-ecg"
-    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if stripped.startswith(b"<") or head[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        root = _xml_root(head)
-        if root in _XML_ROOTS:
-            return _XML_ROOTS[root]
-        if suffix == ".xml":
-            return "xml-unknown"
-    return None
+    sniffed = sniff_format(head)
+    if sniffed is not None:
+        return sniffed
+    return "xml-unknown" if suffix == ".xml" else None
 
 
 def read_format(path: Path | str, fmt: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> FormatRecord:
