@@ -58,6 +58,19 @@ def test_cardiosoft_strip_data_at_5_uv_per_lsb() -> None:
     np.testing.assert_allclose(record.signal_mv[:, 9], expected_counts(9, 1500, 500) * 0.005, atol=1e-12)
 
 
+def test_scp_hand_built_8_leads_first_difference() -> None:
+    path = DATA / "scp_8lead_250hz_diff1.scp"
+    assert detect_format(path) == "scp-ecg"
+    record = read_format(path)
+    assert record.sampling_rate_hz == 250.0
+    assert record.leads[:8] == ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
+    for k, name in enumerate(record.leads[:8]):
+        np.testing.assert_allclose(record.signal_mv[:, k], expected_counts(TWELVE.index(name), 750, 250) * 2.5e-3)
+    lead_i, lead_ii = record.signal_mv[:, 0], record.signal_mv[:, 1]
+    np.testing.assert_allclose(record.signal_mv[:, record.leads.index("aVR")], -(lead_i + lead_ii) / 2)
+    assert read_ecg(path).signal_mv.shape == (12, 750)
+
+
 def test_philips_xli_example_matches_the_reference_decoder_values() -> None:
     """sierra-ecg-tools' own test asserts these integer values at sample 2750 of this file."""
     path = DATA / "external" / "philips_sierra_3191723_1-04.xml"

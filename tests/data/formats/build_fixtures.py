@@ -89,7 +89,56 @@ def cardiosoft_12_leads_500hz() -> None:
     (HERE / "cardiosoft_12lead_500hz.xml").write_text(text, encoding="utf-8")
 
 
+def scp_8_leads_first_difference() -> None:
+    """SCP-ECG (EN 1064 layout): 8 leads (ids 1, 2, 3–8 = I, II, V1–V6), 250 Hz (4000 µs), AVM 2500 nV,
+    first-difference encoding, no Huffman (no Section 2), 3 s. Sections are laid out by hand here:
+    record CRC + length, Section 0 pointer table, Sections 1, 3 and 6, each with its CRC-CCITT."""
+    import binascii
+
+    fs, n = 250, 750
+    ids = [1, 2, 3, 4, 5, 6, 7, 8]
+    names = ["I", "II", "V1", "V2", "V3", "V4", "V5", "V6"]
+
+    def section(number: int, body: bytes, reserved: bytes = bytes(6)) -> bytes:
+        if len(body) % 2:
+            body += bytes(1)
+        rest = number.to_bytes(2, "little") + (16 + len(body)).to_bytes(4, "little") + bytes([21, 21]) + reserved
+        rest += body
+        return binascii.crc_hqx(rest, 0xFFFF).to_bytes(2, "little") + rest
+
+    s1 = section(1, bytes([255, 0, 0]))
+    s3_body = bytes([8, 0b01000100])  # 8 leads, all simultaneous
+    for lead_id in ids:
+        s3_body += (1).to_bytes(4, "little") + n.to_bytes(4, "little") + bytes([lead_id])
+    s3 = section(3, s3_body)
+    data = b""
+    for name in names:
+        x = counts(TWELVE.index(name), n, fs)
+        diffs = [x[0]] + [x[i] - x[i - 1] for i in range(1, n)]
+        data += struct.pack(f"<{n}h", *diffs)
+    s6_body = struct.pack("<HHBB", 2500, 4000, 1, 0) + struct.pack("<8H", *([2 * n] * 8)) + data
+    s6 = section(6, s6_body)
+    start0 = 7  # 1-based byte index of section 0 (after CRC and length)
+    s0_len = 16 + 10 * 12
+    index = start0 + s0_len
+    table = b""
+    for number in range(12):
+        if number == 0:
+            table += struct.pack("<HII", 0, s0_len, start0)
+        elif number in (1, 3, 6):
+            block = {1: s1, 3: s3, 6: s6}[number]
+            table += struct.pack("<HII", number, len(block), index)
+            index += len(block)
+        else:
+            table += struct.pack("<HII", number, 0, 0)
+    s0 = section(0, table, b"SCPECG")
+    record = s0 + s1 + s3 + s6
+    rest = (6 + len(record)).to_bytes(4, "little") + record
+    (HERE / "scp_8lead_250hz_diff1.scp").write_bytes(binascii.crc_hqx(rest, 0xFFFF).to_bytes(2, "little") + rest)
+
+
 if __name__ == "__main__":
+    scp_8_leads_first_difference()
     muse_8_leads_250hz()
     aecg_12_leads_1000hz_mv()
     cardiosoft_12_leads_500hz()
