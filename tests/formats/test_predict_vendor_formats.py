@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -49,3 +50,17 @@ def test_predict_reads_every_vendor_format_and_writes_fhir(bundle: Path, tmp_pat
     parsed = fhir_bundle.Bundle.model_validate(json.loads(out.read_text()))
     kinds = [entry.resource.__resource_type__ for entry in parsed.entry]
     assert kinds.count("DiagnosticReport") == 1
+
+
+def test_report_reads_a_vendor_file_and_shows_measurements(bundle: Path, tmp_path: Path) -> None:
+    signal, _ = render_ecg(EcgParameters(heart_rate_bpm=75), np.random.default_rng(5))
+    mimic = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")
+    canonical = np.stack([signal[mimic.index(lead)] for lead in CANONICAL_LEADS], axis=1).astype(np.float64)
+    path = tmp_path / "ecg.xml"
+    WRITERS["hl7-aecg"](path, canonical, CANONICAL_LEADS, 500.0)
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["report", str(bundle), str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert re.search(r"Measurements: HR 7[4-7] bpm \(regular\)", page)  # 75 bpm drawn, HRV 30 ms
+    assert "QT/QTc" in page

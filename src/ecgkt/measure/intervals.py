@@ -28,7 +28,7 @@ from scipy import signal as sps
 
 from ecgkt.signals.leads import CANONICAL_LEADS
 
-__all__ = ["Measurements", "measure_ecg"]
+__all__ = ["Measurements", "measure_ecg", "measurements_line"]
 
 _I, _AVF = CANONICAL_LEADS.index("I"), CANONICAL_LEADS.index("aVF")
 # Fractions of a wave's peak spatial velocity / magnitude that mark its onset or end (dev seeds).
@@ -210,3 +210,25 @@ def measure_ecg(signal_mv: NDArray[np.floating], fs: float) -> Measurements:
     else:
         values["t_axis_deg"] = None
     return Measurements(heart_rate, rr_median * 1000, rr_cv, regular, int(peaks.size), flags=flags, **values)
+
+
+def measurements_line(values: dict[str, Any] | None) -> str:
+    """One line for reports: "HR 72 bpm (regular) · PR 160 ms · QRS 92 ms · QT/QTc 380/410 ms · axes P/QRS/T …"."""
+    if not values:
+        return "not measured"
+
+    def ms(key: str) -> str:
+        value = values.get(key)
+        return "–" if value is None else f"{value:.0f}"
+
+    rate = values.get("heart_rate_bpm")
+    regular = values.get("rhythm_regular")
+    parts = [
+        ("HR –" if rate is None else f"HR {rate:.0f} bpm")
+        + ("" if regular is None else " (regular)" if regular else " (irregular RR)"),
+        f"PR {ms('pr_ms')} ms", f"QRS {ms('qrs_ms')} ms", f"QT/QTc {ms('qt_ms')}/{ms('qtc_bazett_ms')} ms (Bazett)",
+        f"axes P/QRS/T {ms('p_axis_deg')}/{ms('qrs_axis_deg')}/{ms('t_axis_deg')}°",
+    ]
+    line = " · ".join(parts)
+    flags = values.get("flags") or []
+    return line + (f" — {'; '.join(flags)}" if flags else "")
