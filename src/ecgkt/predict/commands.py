@@ -60,7 +60,8 @@ def predict(
     bundle: Path = typer.Argument(..., help="Model bundle folder (from `ecgkt benchmark`).", show_default=False),
     inputs: list[Path] = typer.Argument(
         ...,
-        help="ECG files (WFDB record or .hea, DICOM .dcm, .npy, .npz), folders, or CSV lists with a 'path' column.",
+        help="ECG files (WFDB record or .hea, DICOM .dcm, .npy, .npz, GE/Philips/HL7 aECG .xml, SCP-ECG .scp, "
+        "EDF .edf), folders, or CSV lists with a 'path' column.",
         show_default=False,
     ),
     output_format: str = typer.Option("json", "--format", "-f", help="json | csv | fhir (FHIR R4 Bundle)."),
