@@ -27,6 +27,7 @@ def _result() -> PredictionResult:
             LabPrediction(label="Hemoglobin_low", probability=0.5, threshold=0.3, positive=True, validation_auroc=0.7),
             LabPrediction(label="Sodium_low", probability=0.05, threshold=0.3, positive=False, validation_auroc=0.6),
         ],
+        measurements={"heart_rate_bpm": 72.4, "pr_ms": None, "qrs_ms": 92.0, "flags": ["no P wave"]},
     )
 
 
@@ -41,8 +42,13 @@ def test_bundle_validates_and_holds_one_observation_per_positive_finding() -> No
     resources = [entry.resource for entry in parsed.entry]
     reports = [r for r in resources if r.__resource_type__ == "DiagnosticReport"]
     observations = [r for r in resources if r.__resource_type__ == "Observation"]
+    measured = [o for o in observations if o.valueQuantity is not None]
+    assert {(o.code.coding[0].code, float(o.valueQuantity.value), o.valueQuantity.code) for o in measured} == {
+        ("8867-4", 72.4, "/min"), ("8633-0", 92.0, "ms")  # PR is None: no Observation, no invented value
+    }
+    observations = [o for o in observations if o.valueQuantity is None]
     assert len(reports) == 1 and len(observations) == 3
-    assert len(reports[0].result) == 3
+    assert len(reports[0].result) == 5
     codes = {(o.code.coding[0].system, o.code.coding[0].code, o.interpretation[0].coding[0].code) for o in observations}
     assert codes == {
         ("http://hl7.org/fhir/sid/icd-10-cm", "I48.91", "POS"),

@@ -4,7 +4,9 @@ Per ECG one DiagnosticReport (LOINC 11524-6 "EKG study", category v2-0074 "EC", 
 `preliminary`: a model output awaiting clinician review) whose `result` lists one Observation per
 positive diagnosis (code: ICD-10-CM, interpretation POS) and per predicted lab abnormality (code:
 the lab's LOINC, interpretation H or L). The model's probability and decision threshold travel as
-Observation components (UCUM unit "1"), never as a fake lab value. The builder emits plain JSON
+Observation components (UCUM unit "1"), never as a fake lab value. Measured ECG intervals and axes
+(`measurements`) are Observations with LOINC codes (8867-4 heart rate, 8625-6 PR, 8633-0 QRS,
+8634-8 QT, 8636-3 QTc, 8626-4/8632-2/8638-9 P/QRS/T axes) and UCUM values. The builder emits plain JSON
 dicts; tests validate them against the R4 models of `fhir.resources`.
 """
 
@@ -26,6 +28,17 @@ UCUM = "http://unitsofmeasure.org"
 # ecgkt's own codes for the model-output components (probability, threshold).
 OUTPUT_CODE_SYSTEM = "urn:ecgkt:fhir:model-output"
 _INTERPRETATION_DISPLAY = {"H": "High", "L": "Low", "POS": "Positive"}
+# ECG measurements (ecgkt.measure) as LOINC-coded Observations with UCUM units.
+MEASUREMENT_LOINC: dict[str, tuple[str, str, str]] = {
+    "heart_rate_bpm": ("8867-4", "Heart rate", "/min"),
+    "pr_ms": ("8625-6", "P-R Interval", "ms"),
+    "qrs_ms": ("8633-0", "QRS duration", "ms"),
+    "qt_ms": ("8634-8", "Q-T interval", "ms"),
+    "qtc_bazett_ms": ("8636-3", "Q-T interval corrected", "ms"),
+    "p_axis_deg": ("8626-4", "P wave axis", "deg"),
+    "qrs_axis_deg": ("8632-2", "QRS axis", "deg"),
+    "t_axis_deg": ("8638-9", "T wave axis", "deg"),
+}
 
 
 def _load_loinc() -> dict[str, dict[str, str]]:
@@ -56,6 +69,7 @@ class _Result(Protocol):
     source: str
     ecgkt_version: str
     notes: list[str]
+    measurements: dict[str, Any] | None
 
     @property
     def diagnoses(self) -> Sequence[_Diagnosis]: ...
@@ -126,14 +140,29 @@ def diagnostic_report_bundle(results: Sequence[_Result], *, issued: str | None =
             url = f"urn:uuid:{uuid.uuid4()}"
             entries.append({"fullUrl": url, "resource": observation})
             observation_refs.append({"reference": url})
+        n_findings = len(observation_refs)
+        for key, value in (result.measurements or {}).items():
+            if key not in MEASUREMENT_LOINC or value is None:
+                continue
+            loinc, display, unit = MEASUREMENT_LOINC[key]
+            measured = {
+                "resourceType": "Observation",
+                "status": "preliminary",
+                "code": {"coding": [{"system": LOINC, "code": loinc, "display": display}]},
+                "method": {"text": "ecgkt.measure: median beat, 12-lead spatial delineation"},
+                "valueQuantity": {"value": round(float(value), 1), "unit": unit, "system": UCUM, "code": unit},
+            }
+            url = f"urn:uuid:{uuid.uuid4()}"
+            entries.append({"fullUrl": url, "resource": measured})
+            observation_refs.append({"reference": url})
         report: dict[str, Any] = {
             "resourceType": "DiagnosticReport",
             "status": "preliminary",
             "category": [{"coding": [{"system": CATEGORY, "code": "EC", "display": "Electrocardiac"}]}],
             "code": {"coding": [{"system": LOINC, "code": "11524-6", "display": "EKG study"}]},
             "conclusion": (
-                f"ecgkt {result.ecgkt_version} on {result.source}: {len(observation_refs)} finding(s) above "
-                "the model's thresholds. Research software output; requires clinician review."
+                f"ecgkt {result.ecgkt_version} on {result.source}: {n_findings} finding(s) above the model's "
+                "thresholds, plus measured intervals. Research software output; requires clinician review."
             ),
             "result": observation_refs,
         }
