@@ -12,9 +12,9 @@ from tiny_mimic import TinyMimic
 from typer.testing import CliRunner
 
 from conftest import TINY_CONFIG
-from ecgkt.cli import app
 from ecgkt.cohort.pipeline import build_store
 from ecgkt.cohort.sources import BuildInputError, resolve_sources
+from ecgkt.cli import app
 from ecgkt.mimic.layout import MimicFolders
 
 MakeMimic = Callable[..., MimicFolders]
