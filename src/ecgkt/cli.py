@@ -24,6 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ecgkt.serve.commands",
     "ecgkt.export.commands",
     "ecgkt.bundle_commands",
+    "ecgkt.convert.commands",
+    "ecgkt.modelcard.commands",
     "ecgkt.demo",
 )
 

@@ -26,6 +26,7 @@ from ecgkt.explain.supporting_labs import (
     top_supporting_labs_rows,
 )
 from ecgkt.explain.surrogate import fit_surrogate, save_surrogate
+from ecgkt.measure import measure_ecg
 from ecgkt.predict.engine import (
     DiagnosisPrediction,
     LabPrediction,
@@ -121,6 +122,7 @@ def reference_predict(predictor: Predictor, ecg: EcgInput) -> PredictionResult:
         notes=[*ecg.notes, *predictor._model_notes()],
         diagnoses=diagnoses,
         labs=labs,
+        measurements=measure_ecg(ecg.signal_mv, ecg.sampling_rate_hz).as_dict(),
     )
 
 

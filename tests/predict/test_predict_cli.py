@@ -58,7 +58,7 @@ def predict(*args: str) -> tuple[int, str, str]:
 
 
 def assert_valid_result(payload: dict[str, object]) -> None:
-    assert set(payload) == {"source", "ecgkt_version", "n_windows", "notes", "diagnoses", "labs"}
+    assert set(payload) == {"source", "ecgkt_version", "n_windows", "notes", "diagnoses", "labs", "measurements"}
     diagnoses = payload["diagnoses"]
     assert isinstance(diagnoses, list) and {d["code"] for d in diagnoses} == set(DIAGNOSES)
     assert [d["probability"] for d in diagnoses] == sorted((d["probability"] for d in diagnoses), reverse=True)

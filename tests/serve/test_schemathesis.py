@@ -42,10 +42,12 @@ def api_schema(bundle_path: Path) -> schemathesis.BaseSchema:
 
 def test_every_operation_is_covered(api_schema: schemathesis.BaseSchema) -> None:
     labels = {result.ok().label for result in api_schema.get_all_operations()}
-    assert labels == {"GET /healthz", "GET /v1/model", "POST /v1/predict", "POST /v1/report"}
+    assert labels == {"GET /healthz", "GET /v1/model", "POST /v1/predict", "POST /v1/predict/fhir", "POST /v1/report"}
 
 
-@pytest.mark.parametrize("label", ["GET /healthz", "GET /v1/model", "POST /v1/predict", "POST /v1/report"])
+@pytest.mark.parametrize(
+    "label", ["GET /healthz", "GET /v1/model", "POST /v1/predict", "POST /v1/predict/fhir", "POST /v1/report"]
+)
 def test_no_server_errors(api_schema: schemathesis.BaseSchema, label: str) -> None:
     operation = next(r.ok() for r in api_schema.get_all_operations() if r.ok().label == label)
     calls = []

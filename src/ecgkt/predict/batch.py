@@ -104,7 +104,12 @@ def write_output(
     results: Sequence[PredictionResult], predictor: Predictor, output_format: str, *, single: bool, out: Path | None
 ) -> str:
     """Format the results; when `out` is given, also write them there atomically."""
-    text = results_to_json(results, single) if output_format == "json" else results_to_csv(results, predictor)
+    if output_format == "fhir":  # FHIR R4 DiagnosticReport Bundle (ecgkt.fhir)
+        from ecgkt.fhir import diagnostic_report_bundle
+
+        text = json.dumps(diagnostic_report_bundle(results), indent=2) + "\n"
+    else:
+        text = results_to_json(results, single) if output_format == "json" else results_to_csv(results, predictor)
     if out is not None:
         write_text_atomically(out, text, newline="")
     return text

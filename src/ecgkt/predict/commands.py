@@ -16,7 +16,7 @@ import typer
 from ecgkt.cli_errors import cli_error
 from ecgkt.cli_options import prediction_options
 
-FORMATS = ("json", "csv")
+FORMATS = ("json", "csv", "fhir")
 
 
 def register(app: typer.Typer) -> None:
@@ -27,11 +27,11 @@ def predict(
     bundle: Path = typer.Argument(..., help="Model bundle folder (from `ecgkt benchmark`).", show_default=False),
     inputs: list[Path] = typer.Argument(
         ...,
-        help="ECG files (WFDB record or .hea, DICOM .dcm, .npy, .npz, JSON ECG document), folders, "
-        "or CSV lists with a 'path' column.",
+        help="ECG files (WFDB record or .hea, DICOM .dcm, .npy, .npz, JSON ECG document, GE/Philips/HL7 aECG .xml, "
+        "SCP-ECG .scp, EDF .edf), folders, or CSV lists with a 'path' column.",
         show_default=False,
     ),
-    output_format: str = typer.Option("json", "--format", "-f", help="json | csv."),
+    output_format: str = typer.Option("json", "--format", "-f", help="json | csv | fhir (FHIR R4 Bundle)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write to this file (atomically) instead of stdout."),
     missing_leads: str = typer.Option(
         "error", "--missing-leads", help="error | zero: fail on a missing lead, or fill it with zeros (noted)."

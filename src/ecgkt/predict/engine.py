@@ -39,6 +39,7 @@ from ecgkt.explain.supporting_labs import (
     ranked_rows,
 )
 from ecgkt.explain.surrogate import load_surrogate
+from ecgkt.measure import measure_ecg
 from ecgkt.signals.errors import EcgInputError
 from ecgkt.signals.preprocess import PreprocessSpec
 from ecgkt.signals.readers import EcgInput, prepare_windows, read_ecg
@@ -85,6 +86,8 @@ class PredictionResult(BaseModel):
     notes: list[str]
     diagnoses: list[DiagnosisPrediction]  # sorted by probability, descending
     labs: list[LabPrediction]
+    # Heart rate, rhythm regularity, PR/QRS/QT/QTc, axes (ecgkt.measure); None values are flagged.
+    measurements: dict[str, Any] | None = None
 
 
 def preprocess_spec(manifest: BundleManifest) -> PreprocessSpec:
@@ -224,6 +227,7 @@ class Predictor:
                 "notes": [*ecg.notes, *self._model_notes()],
                 "diagnoses": diagnoses,
                 "labs": labs,
+                "measurements": measure_ecg(ecg.signal_mv, ecg.sampling_rate_hz).as_dict(),
             }
         )
 

@@ -22,7 +22,10 @@ def register(app: typer.Typer) -> None:
 def report(
     bundle: Path = typer.Argument(..., help="Model bundle folder.", show_default=False),
     input_path: Path = typer.Argument(
-        ..., metavar="INPUT", help="One ECG: WFDB record or .hea, DICOM .dcm, .npy or .npz.", show_default=False
+        ...,
+        metavar="INPUT",
+        help="One ECG: WFDB record or .hea, DICOM .dcm, .npy, .npz, vendor .xml, .scp or .edf.",
+        show_default=False,
     ),
     out: Path = typer.Option(
         ..., "--out", "-o", help="report.html or report.pdf (format from the extension).", show_default=False

@@ -22,6 +22,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from ecgkt.bundle import BundleManifest
+from ecgkt.measure import measurements_line
 from ecgkt.predict.engine import PredictionResult, explanation_method_of
 from ecgkt.report.ecg_plot import figure_to_svg, plot_12lead
 from ecgkt.signals.readers import EcgInput
@@ -77,6 +78,7 @@ class ReportContent:
     ecgkt_version: str
     bundle_created: str
     generated_utc: str
+    measurements: str = ""  # ecgkt.measure summary line (intervals, axes, flags)
 
 
 def _auroc_text(value: float | None) -> str:
@@ -220,6 +222,7 @@ def report_content(
         ecgkt_version=result.ecgkt_version,
         bundle_created=manifest.created_utc,
         generated_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+        measurements=measurements_line(result.measurements),
     )
 
 

@@ -32,6 +32,8 @@ def _text_lines(content: ReportContent) -> list[tuple[str, str]]:
     """(style, text) lines of the findings page; style is 'h' (heading), 'b' (bold) or ''."""
     lines: list[tuple[str, str]] = [("h", f"ECG report — {content.source_name}")]
     lines.append(("", f"{content.duration_s} s at {content.sampling_rate_hz} Hz, {content.n_windows} window(s)"))
+    if content.measurements:
+        lines.append(("", f"Measurements: {content.measurements}"))
     lines.append(("h", "Predicted diagnoses"))
     lines.append(("", content.diagnosis_caption))
     for d in content.diagnoses:

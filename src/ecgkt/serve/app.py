@@ -340,6 +340,28 @@ def create_app(bundle_path: Path | str, backend: Backend = "torch", settings: Se
         return result
 
     @app.post(
+        "/v1/predict/fhir",
+        response_class=JSONResponse,
+        responses={
+            200: {
+                "description": "FHIR R4 Bundle",
+                "content": {"application/fhir+json": {"schema": {"type": "object"}}},
+            },
+            **ERROR_RESPONSES,
+        },
+        openapi_extra={"requestBody": UPLOAD_REQUEST_BODY},
+        tags=["predict"],
+    )
+    async def predict_fhir(request: Request) -> JSONResponse:
+        """The same prediction as a FHIR R4 Bundle: DiagnosticReport + one Observation per finding."""
+        from ecgkt.fhir import diagnostic_report_bundle
+
+        upload = await receive_upload(request, settings)
+        kind, result = await service.pool.run(lambda: service.predict(upload))
+        request.state.upload_kind = kind
+        return JSONResponse(diagnostic_report_bundle([result]), media_type="application/fhir+json")
+
+    @app.post(
         "/v1/report",
         response_class=HTMLResponse,
         responses=JSON_ERROR_RESPONSES,

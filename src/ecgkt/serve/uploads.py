@@ -40,13 +40,14 @@ from numpy.typing import NDArray
 from ecgkt.errors import UserError
 from ecgkt.signals.assembly import EcgInput, MissingLeads, Overrides, assemble, make_overrides
 from ecgkt.signals.errors import EcgInputError
+from ecgkt.signals.formats import STORED_SUFFIX, sniff_format
 from ecgkt.signals.json_ecg import parse_json_ecg
 from ecgkt.signals.limits import MAX_SIGNALS
 from ecgkt.signals.npy import NPY_MAGIC, check_npy_dtype, check_npz, npy_header, raw_from_array
 from ecgkt.signals.readers import read_ecg
 from ecgkt.signals.sidecar import Sidecar, parse_sidecar
 from ecgkt.signals.units import UNIT_OPTIONS, Units, units_option
-from ecgkt.signals.wfdb_header import FORMAT_BYTES_PER_SAMPLE, looks_like_header, untrusted
+from ecgkt.signals.wfdb_header import FORMAT_BYTES_PER_SAMPLE, MAX_HEADER_BYTES, looks_like_header, untrusted
 
 __all__ = [
     "DICOM_MAGIC",
@@ -64,8 +65,8 @@ __all__ = [
     "sanitise_filename",
 ]
 
-UploadKind = Literal["wfdb", "dicom", "npy", "npz", "json"]
-FileKind = Literal["dicom", "npy", "npz", "json", "wfdb_header", "wfdb_data"]
+UploadKind = Literal["wfdb", "dicom", "npy", "npz", "json", "vendor"]
+FileKind = Literal["dicom", "npy", "npz", "json", "wfdb_header", "wfdb_data", "vendor"]
 
 ZIP_MAGIC = b"PK\x03\x04"
 DICOM_MAGIC_OFFSET = 128
@@ -187,6 +188,8 @@ def detect_kind(upload: UploadedFile) -> FileKind:
         return "npz"
     if data.lstrip()[:1] == b"{":
         return "json"
+    if sniff_format(data[:MAX_HEADER_BYTES]) is not None:  # GE/Philips/HL7 XML, SCP-ECG, EDF (signals.formats)
+        return "vendor"
     lowered = upload.filename.lower()
     if lowered.endswith(".hea") or looks_like_header(data):
         return "wfdb_header"
@@ -196,7 +199,7 @@ def detect_kind(upload: UploadedFile) -> FileKind:
         415,
         "unrecognised_file",
         f"{upload.filename}: not a supported ECG file (no DICOM 'DICM' marker at byte 128, no NumPy or "
-        "zip signature, not a WFDB header or .dat, not JSON)",
+        "zip signature, not a WFDB header or .dat, not JSON, not GE/Philips/HL7 aECG XML, SCP-ECG or EDF)",
     )
 
 
@@ -263,6 +266,9 @@ def parse_files(files: Sequence[UploadedFile], options: ReaderOptions) -> Parsed
             return ParsedUpload("npz", _read_via_path(upload, "ecg.npz", options))
         if kind == "json":
             return ParsedUpload("json", parse_json_document(upload.data, upload.filename))
+        if kind == "vendor":
+            stored = "ecg" + STORED_SUFFIX[sniff_format(upload.data[:MAX_HEADER_BYTES]) or "edf"]
+            return ParsedUpload("vendor", _read_via_path(upload, stored, options))
     if sorted(kinds) == ["json", "npy"]:
         return ParsedUpload("npy", _parse_npy(by_kind["npy"][0], by_kind["json"][0], options))
     raise UploadError(

@@ -47,7 +47,7 @@ __all__ = [
     "read_ecg_array",
 ]
 
-INPUT_SUFFIXES: tuple[str, ...] = (".hea", ".dcm", ".npy", ".npz")
+INPUT_SUFFIXES: tuple[str, ...] = (".hea", ".dcm", ".npy", ".npz", ".xml", ".edf", ".scp")
 
 
 def read_ecg(
@@ -81,7 +81,8 @@ def read_ecg(
         raise EcgInputError(
             source,
             f"unsupported file type {suffix or '(no extension)'}; "
-            "expected WFDB .hea, DICOM .dcm, .npy, .npz or a JSON ECG document",
+            "expected WFDB .hea, DICOM .dcm, .npy, .npz, a JSON ECG document, GE MUSE/CardioSoft, Philips or "
+            "HL7 aECG .xml, SCP-ECG .scp or EDF .edf",
         )
     reading = input_format.read(path, source)
     if isinstance(reading, tuple):

@@ -59,6 +59,27 @@ FORMATS: list[InputFormat] = [
 ]
 
 
+def _read_vendor(path: Path, source: str) -> RawEcg:
+    """GE MUSE / CardioSoft / Philips XML, HL7 aECG, SCP-ECG, EDF (`ecgkt.signals.formats`), in mV."""
+    from ecgkt.signals.errors import EcgInputError
+    from ecgkt.signals.formats import FormatError, read_format
+
+    try:
+        record = read_format(path)
+    except FormatError as error:
+        raise EcgInputError(source, error.problem) from None
+    return RawEcg(source, record.signal_mv.T, record.sampling_rate_hz, record.leads, "mV", record.format, record.notes)
+
+
+def _vendor_sniff(head: bytes) -> bool:
+    from ecgkt.signals.formats import sniff_format
+
+    return sniff_format(head) is not None
+
+
+FORMATS.append(InputFormat("vendor ECG export", (".xml", ".edf", ".scp"), _read_vendor, _vendor_sniff))
+
+
 def register_format(input_format: InputFormat) -> None:
     """Add a format (later registrations win for a shared suffix)."""
     FORMATS.insert(0, input_format)
