@@ -51,14 +51,18 @@ TRAINING_OVERRIDES: dict[str, object] = {
 }
 
 
-def train_bundle(store: Path, run: Path) -> Path:
+# The Table 1 model: the `cpu` preset unchanged (benchmarks/results/table1.md), one thread as there.
+TABLE1_OVERRIDES: dict[str, object] = {"trainer": {"cpu_threads": 1}}
+
+
+def train_bundle(store: Path, run: Path, overrides: dict[str, object] | None = None) -> Path:
     """Stages 1–3 and the assembled ECG-only bundle, exactly as `ecgkt benchmark` assembles it."""
     from ecgkt.bundle import save_bundle
     from ecgkt.config import config_to_yaml, load_config, write_config
     from ecgkt.train.benchmark import assemble_je_model, build_manifest, evaluate_je
     from ecgkt.train.stages import run_finetune, run_labs, run_pretrain
 
-    config = load_config("cpu", overrides=TRAINING_OVERRIDES)
+    config = load_config("cpu", overrides=TRAINING_OVERRIDES if overrides is None else overrides)
     run.mkdir(parents=True, exist_ok=True)
     write_config(config, run / "config.yaml")
     stages = {"pretrain": run_pretrain(config, store, run / "pretrain", resume=True)}
