@@ -130,3 +130,25 @@ def test_evaluation_runs_end_to_end(bundle_path: Path, store_path: Path, patient
 def test_every_method_has_a_one_line_kind() -> None:
     assert explanation_kind("cooccurrence").startswith("population")
     assert explanation_kind("concept_shapley").startswith("this patient")
+
+
+def test_release_calibration_records_a_default_the_engine_uses(
+    bundle_path: Path, store_path: Path, patient_ground_truth: Path, tmp_path: Path
+) -> None:
+    from ecgkt.bundle import load_bundle
+    from ecgkt.explain.bundle_calibration import CANDIDATES, calibrate_for_release
+    from ecgkt.explain.patient import bundle_default_method
+    from ecgkt.predict.engine import Predictor, build_explainer
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(bundle_path, bundle)
+    release = calibrate_for_release(bundle, store_path, patient_ground_truth)
+    assert release.default_method in CANDIDATES
+    assert set(release.validation_map_per_patient) <= set(CANDIDATES)
+    assert bundle_default_method(bundle) == release.default_method
+    loaded = load_bundle(bundle)
+    explainer, _ = build_explainer(loaded, None)
+    assert explainer is not None and explainer.name == release.default_method
+    shapley, _ = build_explainer(loaded, "concept_shapley")  # type: ignore[arg-type]
+    assert shapley is not None and shapley.name == "concept_shapley"
+    assert Predictor(loaded).calibrated

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from ecgkt.bundle import EcgOnlyModel
 
 __all__ = [
+    "MEASURED_DEFAULT",
     "PATIENT_FILE",
     "PATIENT_METHODS",
     "POPULATION_METHODS",
@@ -50,6 +51,8 @@ __all__ = [
     "DirectXProbability",
     "EmbeddingCounterfactual",
     "PatientExplanation",
+    "build_patient_explainer",
+    "bundle_default_method",
     "explanation_kind",
     "fit_concept_head",
     "lab_directions",
@@ -297,3 +300,36 @@ def load_patient_explanation(bundle_path: Path) -> PatientExplanation | None:
         return PatientExplanation.model_validate(json.loads(path.read_text()))
     except (json.JSONDecodeError, ValidationError) as error:
         raise ExplanationError(f"{path}: unreadable patient explanation: {error}") from None
+
+
+# ---- the engine's side: which method a bundle shows, and building it --------------------------
+
+# Measured on the synthetic cohort against the per-patient ground truth (benchmarks/results/explain_eval.md);
+# used when a bundle was calibrated without ground truth (e.g. `ecgkt benchmark` on a real cohort).
+MEASURED_DEFAULT = "association"
+
+
+def bundle_default_method(bundle_path: Path) -> str | None:
+    """The default explanation recorded in the bundle by its calibration, or None."""
+    try:
+        fitted = load_patient_explanation(bundle_path)
+    except ExplanationError:
+        return None
+    return None if fitted is None else fitted.default_method
+
+
+def build_patient_explainer(
+    bundle_path: Path, model: EcgOnlyModel, method: str, diagnosis_labels: Sequence[str], lab_labels: Sequence[str]
+) -> DirectXProbability | ConceptShapley | EmbeddingCounterfactual | None:
+    """The explainer for one of PATIENT_METHODS, or None when the bundle has no fitted patient explanation."""
+    fitted = load_patient_explanation(bundle_path)
+    if fitted is None:
+        return None
+    fitted.check_labels(diagnosis_labels, lab_labels)
+    if method == "direct_x_probability":
+        return DirectXProbability(fitted.matrix("direct"))
+    if method in ("concept_shapley", "concept_shapley_direct"):
+        return ConceptShapley(fitted, restricted=method == "concept_shapley_direct")
+    if method == "embedding_counterfactual":
+        return EmbeddingCounterfactual(model, fitted)
+    raise ExplanationError(f"unknown patient explanation method {method!r}")

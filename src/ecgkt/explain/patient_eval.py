@@ -406,7 +406,9 @@ def evaluate_patient_explanations(
     stability_seeds: Sequence[int] = (0, 1, 2),
     progress: Callable[[str], None] | None = None,
     context: Context | None = None,
+    diagnostics: bool = True,
 ) -> dict[str, Any]:
+    """Every method against both ground truths; with `diagnostics`, also faithfulness, completeness, stability."""
     say = progress or (lambda _message: None)
     ctx = context or prepare(bundle_path, store_path, ground_truth_path, split=split, max_records=max_records,
                              seed=seed, progress=say)
@@ -435,7 +437,7 @@ def evaluate_patient_explanations(
                 per_truth[truth_name][name], weights, reference if name != REFERENCE else None
             )
         result["methods"][name] = entry
-    if patient_cases:
+    if patient_cases and diagnostics:
         say("faithfulness: deleting top-k lab directions from the embedding")
         result["faithfulness"] = faithfulness(ctx, per_truth["per_patient"], weights, seed)
         result["completeness"] = completeness(ctx, per_truth["per_patient"], weights)

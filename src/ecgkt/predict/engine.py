@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -144,6 +144,22 @@ def preprocess_spec(manifest: BundleManifest) -> PreprocessSpec:
 def build_explainer(bundle: Bundle, method: MethodName | None) -> tuple[SupportExplainer | None, list[str]]:
     """The explainer for `method` (None = the measured default), and notes on any fallback."""
     manifest = bundle.manifest
+    # h16: the bundle's own default (chosen at calibration) and the patient-specific methods.
+    from ecgkt.explain.patient import PATIENT_METHODS, build_patient_explainer, bundle_default_method
+
+    chosen = method or bundle_default_method(bundle.path)
+    if chosen in PATIENT_METHODS:
+        patient = build_patient_explainer(
+            bundle.path, bundle.model, str(chosen), manifest.diagnosis_labels, manifest.lab_labels
+        )
+        if patient is not None:
+            return patient, []
+        if method is not None:
+            raise FileNotFoundError(
+                f"{bundle.path}: bundle has no fitted {chosen} explanation; run `ecgkt calibrate BUNDLE STORE`"
+            )
+    elif chosen is not None and method is None and chosen in PREDICTION_METHODS:
+        method = chosen
     wanted = method or DEFAULT_EXPLANATION
     notes: list[str] = []
     if wanted == "association":
@@ -175,7 +191,13 @@ def prediction_method(name: str | None) -> MethodName | None:
     for method in PREDICTION_METHODS:
         if method == name:
             return method
-    raise ValueError(f"explanation method must be one of {', '.join(PREDICTION_METHODS)}, got {name!r}")
+    from ecgkt.explain.patient import PATIENT_METHODS  # h16
+
+    if name in PATIENT_METHODS:
+        return cast(MethodName, name)
+    raise ValueError(
+        f"explanation method must be one of {', '.join((*PREDICTION_METHODS, *PATIENT_METHODS))}, got {name!r}"
+    )
 
 
 def explanation_method_of(result: PredictionResult) -> MethodName:
@@ -305,6 +327,10 @@ class Predictor:
 
     def _model_notes(self) -> list[str]:
         notes = list(self._explainer_notes)
+        if self.explainer is not None:  # h16: one line on what kind of explanation is shown
+            from ecgkt.explain.patient import explanation_kind
+
+            notes.append(f"supporting labs: {explanation_kind(self.explainer.name)}")
         if not self.calibrated:
             notes.append(UNCALIBRATED_NOTE)
         return notes

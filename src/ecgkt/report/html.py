@@ -140,7 +140,17 @@ def model_statement(manifest: BundleManifest, explanation_method: str, calibrate
         "gradient": "the alignment of the diagnosis and lab-head gradients in the ECG embedding",
         "gradient_x_probability": "the alignment of the diagnosis and lab-head gradients in the ECG "
         "embedding, weighted by the predicted lab probability",
+        # h16: patient-specific methods (explain/patient.py)
+        "direct_x_probability": "the direct link of each lab abnormality with the diagnosis in the training "
+        "cohort (L1 logistic regression on all diagnoses), multiplied by its probability predicted from this ECG",
+        "concept_shapley": "a read-out of the model's diagnosis score from its lab predictions (score = that "
+        "lab's Shapley value in logit units, relative to a typical patient)",
+        "concept_shapley_direct": "a read-out of the model's diagnosis score from the lab predictions with a "
+        "direct cohort link (score = that lab's Shapley value in logit units, relative to a typical patient)",
+        "embedding_counterfactual": "how much the model's diagnosis score falls when the lab's direction is "
+        "removed from this ECG's embedding (logit units)",
     }.get(explanation_method, explanation_method)
+    from ecgkt.explain.patient import explanation_kind  # h16
     calibration = (
         "Probabilities are temperature-scaled and each label's threshold was chosen on the validation "
         "fold (Youden's J)."
@@ -154,6 +164,7 @@ def model_statement(manifest: BundleManifest, explanation_method: str, calibrate
         "(out-of-reference-range lab values) from the waveform; no lab was measured here. "
         + describe_training(manifest)
         + quality,
+        f"Explanation shown: {explanation_kind(explanation_method)}.",
         f"Supporting lab abnormalities come from {explanation}. They are statistical associations inside "
         "the model, not causes, and not evidence that the abnormality is present.",
         calibration,

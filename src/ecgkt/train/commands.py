@@ -203,6 +203,10 @@ def register(app: typer.Typer) -> None:
             console = Console()
             console.print(console_table(table))
             console.print(f"Written: {out / 'table1.md'}, {out / 'table1.json'}, plots/, per_label/, bundle/")
+            from ecgkt.explain.bundle_calibration import calibrate_for_release  # h16: calibrated bundle
+
+            release = calibrate_for_release(out / "bundle", store)
+            console.print(f"Bundle calibrated; explanation shown: {release.default_method} ({release.reason})")
 
         _run(body)
 
