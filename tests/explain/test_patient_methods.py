@@ -151,4 +151,20 @@ def test_release_calibration_records_a_default_the_engine_uses(
     assert explainer is not None and explainer.name == release.default_method
     shapley, _ = build_explainer(loaded, "concept_shapley")  # type: ignore[arg-type]
     assert shapley is not None and shapley.name == "concept_shapley"
-    assert Predictor(loaded).calibrated
+    predictor = Predictor(loaded)
+    assert predictor.calibrated
+
+    from predict_samples import realistic_ecg_mv
+
+    from ecgkt.predict.engine import explanation_method_of
+    from ecgkt.report.html import render_report_fragment
+    from ecgkt.signals.leads import CANONICAL_LEADS
+    from ecgkt.signals.readers import read_ecg_array
+
+    ecg = read_ecg_array(realistic_ecg_mv(seed=3), 500, CANONICAL_LEADS, source="x.npy")
+    result = predictor.predict(ecg)
+    assert explanation_method_of(result) == release.default_method  # what the service's report shows
+    kind_notes = [note for note in result.notes if note.startswith("supporting labs (")]
+    assert len(kind_notes) == 1
+    html = render_report_fragment(result, ecg, loaded.manifest)
+    assert "Explanation shown:" in html

@@ -51,6 +51,7 @@ FALLBACK_NOTE = (
     "bundle has no fitted explanation (run `ecgkt calibrate`): supporting labs ranked by "
     "gradient alignment × lab probability instead"
 )
+KIND_NOTE_PREFIX = "supporting labs ("  # h16: "supporting labs (METHOD): what kind of explanation"
 UNCALIBRATED_NOTE = "bundle not calibrated (run `ecgkt calibrate`): raw probabilities, thresholds 0.5"
 
 PREDICTION_METHODS: tuple[MethodName, ...] = (
@@ -202,6 +203,9 @@ def prediction_method(name: str | None) -> MethodName | None:
 
 def explanation_method_of(result: PredictionResult) -> MethodName:
     """Which method produced a result's supporting labs (the engine notes every fallback)."""
+    for note in result.notes:  # h16: the engine names the method in its explanation-kind note
+        if note.startswith(KIND_NOTE_PREFIX):
+            return cast(MethodName, note[len(KIND_NOTE_PREFIX) :].split(")", 1)[0])
     return FALLBACK_EXPLANATION if FALLBACK_NOTE in result.notes else DEFAULT_EXPLANATION
 
 
@@ -330,7 +334,7 @@ class Predictor:
         if self.explainer is not None:  # h16: one line on what kind of explanation is shown
             from ecgkt.explain.patient import explanation_kind
 
-            notes.append(f"supporting labs: {explanation_kind(self.explainer.name)}")
+            notes.append(f"{KIND_NOTE_PREFIX}{self.explainer.name}): {explanation_kind(self.explainer.name)}")
         if not self.calibrated:
             notes.append(UNCALIBRATED_NOTE)
         return notes
