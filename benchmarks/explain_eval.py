@@ -130,8 +130,9 @@ def metric_table(result: dict[str, Any], truth: str) -> list[str]:
         m = entry[truth]
         diff = (f"{_signed(m['map']['minus_reference'])} {_ci(m['map'], 'minus_reference_ci')}"
                 if "minus_reference" in m["map"] else "reference")
+        kind = "oracle (ceiling)" if entry.get("oracle") else KIND[entry["patient_specific"]]
         lines.append(
-            f"| {name} | {KIND[entry['patient_specific']]} | {_fmt(m['p@1']['value'])} {_ci(m['p@1'])} | "
+            f"| {name} | {kind} | {_fmt(m['p@1']['value'])} {_ci(m['p@1'])} | "
             f"{_fmt(m['p@3']['value'])} | {_fmt(m['map']['value'])} {_ci(m['map'])} | {diff} | "
             f"{m['n_diagnoses']} | {m['n_cases']} |"
         )
@@ -194,7 +195,7 @@ def render(result: dict[str, Any], release: dict[str, Any], info: dict[str, Any]
     lines += ["", "## Completeness of the concept read-out", "",
               "Σ Shapley values of the lab concepts / (model's diagnosis logit − its validation mean), per case; "
               "and the read-out's R² against the model's logits on the test fold (median over diagnoses).", "",
-              "| method | median share | mean share (clipped to [0, 1]) [95 % CI] | held-out R² (median) |",
+              "| method | median share | macro mean share (clipped to [0, 1]) [95 % CI] | held-out R² (median) |",
               "|---|---|---|---|"]
     for name, c in result.get("completeness", {}).items():
         lines.append(f"| {name} | {_fmt(c['median_share_of_logit'])} | {_fmt(c['mean_share_clipped_0_1'])} "
@@ -228,7 +229,7 @@ def render(result: dict[str, Any], release: dict[str, Any], info: dict[str, Any]
 def verdict(result: dict[str, Any]) -> list[str]:
     best = None
     for name, entry in result["methods"].items():
-        if not entry["patient_specific"] or name in ("probability",):
+        if not entry["patient_specific"] or entry.get("oracle") or name in ("probability",):
             continue
         m = entry["per_patient"]["map"]
         if "minus_reference_ci" not in m:

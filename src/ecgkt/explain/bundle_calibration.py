@@ -31,6 +31,7 @@ __all__ = ["CANDIDATES", "ReleaseCalibration", "calibrate_for_release", "report_
 # Methods the engine can show for one ECG (population-only baselines are not offered as explanations).
 CANDIDATES: tuple[str, ...] = (
     "association",
+    "association_lift",
     "direct_x_probability",
     "concept_shapley",
     "concept_shapley_direct",

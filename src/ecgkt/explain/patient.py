@@ -47,6 +47,7 @@ __all__ = [
     "PATIENT_FILE",
     "PATIENT_METHODS",
     "POPULATION_METHODS",
+    "AssociationLift",
     "ConceptShapley",
     "DirectXProbability",
     "EmbeddingCounterfactual",
@@ -62,6 +63,7 @@ __all__ = [
 
 PATIENT_FILE = "explanation_patient.json"
 PATIENT_METHODS: tuple[str, ...] = (
+    "association_lift",
     "direct_x_probability",
     "concept_shapley",
     "concept_shapley_direct",
@@ -80,6 +82,11 @@ def explanation_kind(method: str) -> str:
         return (
             "population association weighted by this ECG's lab predictions "
             "(cohort link × the model's probability for this patient)"
+        )
+    if method == "association_lift":
+        return (
+            "population association weighted by how much more likely than usual the model finds each "
+            "abnormality in this ECG (cohort link × this patient's predicted lift)"
         )
     if method == "direct_x_probability":
         return (
@@ -114,6 +121,8 @@ class PatientExplanation(BaseModel):
     concept_baseline: list[float]  # (P,) mean raw lab logit on validation
     diagnosis_baseline: list[float]  # (K,) mean raw diagnosis logit on validation
     concept_r2: list[float | None]  # in-sample R² of the read-out per diagnosis
+    phi: list[list[float]] | None = None  # (K, P) label association in the training fold
+    lab_mean_probability: list[float] | None = None  # (P,) mean raw lab probability on validation
     embedding_mean: list[float] | None = None  # (d,) h̄ on validation
     lab_directions: list[list[float]] | None = None  # (P, d) unit directions
     default_method: str | None = None
@@ -177,6 +186,26 @@ def fit_concept_head(
         residual = y[:, k] - (z @ w + intercepts[k])
         r2[k] = float(1.0 - (residual**2).sum() / total)
     return weights, intercepts, r2
+
+
+class AssociationLift:
+    """score = phi(k, p) × P(lab p | this ECG) / mean P(lab p) on validation: the cohort link times this
+    patient's predicted lift, so a rare abnormality the model finds unusually likely here is not demoted
+    by its low base rate (as it is by `association`)."""
+
+    name = "association_lift"
+
+    def __init__(self, fitted: PatientExplanation) -> None:
+        if fitted.phi is None or fitted.lab_mean_probability is None:
+            raise ExplanationError(f"{self.name}: the bundle has no fitted association; re-run `ecgkt calibrate`")
+        self.phi = fitted.matrix("phi")
+        self.mean = np.maximum(np.asarray(fitted.lab_mean_probability, dtype=np.float32), 1e-4)
+
+    def scores(self, outputs: RecordOutputs) -> NDArray[np.float32]:
+        probs = np.asarray(outputs.lab_probability, dtype=np.float32)
+        if probs.ndim != 2 or probs.shape[1] != self.mean.size:
+            raise ExplanationError(f"{self.name} expects (N, {self.mean.size}) lab probabilities")
+        return (self.phi[None, :, :] * (probs / self.mean)[:, None, :]).astype(np.float32)
 
 
 class DirectXProbability:
@@ -320,12 +349,14 @@ def bundle_default_method(bundle_path: Path) -> str | None:
 
 def build_patient_explainer(
     bundle_path: Path, model: EcgOnlyModel, method: str, diagnosis_labels: Sequence[str], lab_labels: Sequence[str]
-) -> DirectXProbability | ConceptShapley | EmbeddingCounterfactual | None:
+) -> AssociationLift | DirectXProbability | ConceptShapley | EmbeddingCounterfactual | None:
     """The explainer for one of PATIENT_METHODS, or None when the bundle has no fitted patient explanation."""
     fitted = load_patient_explanation(bundle_path)
     if fitted is None:
         return None
     fitted.check_labels(diagnosis_labels, lab_labels)
+    if method == "association_lift":
+        return AssociationLift(fitted)
     if method == "direct_x_probability":
         return DirectXProbability(fitted.matrix("direct"))
     if method in ("concept_shapley", "concept_shapley_direct"):

@@ -35,6 +35,7 @@ from ecgkt.bundle import Bundle, load_bundle
 from ecgkt.explain.association import AssociationExplainer, fit_association
 from ecgkt.explain.ground_truth import GroundTruth, ground_truth_drivers, load_graph
 from ecgkt.explain.patient import (
+    AssociationLift,
     ConceptShapley,
     DirectXProbability,
     EmbeddingCounterfactual,
@@ -70,6 +71,7 @@ ALL_METHODS: tuple[str, ...] = (
     "cooccurrence",
     "direct",
     "association",
+    "association_lift",
     "direct_x_probability",
     "concept_shapley",
     "concept_shapley_direct",
@@ -77,12 +79,17 @@ ALL_METHODS: tuple[str, ...] = (
     "gradient_x_probability",
     "probability",
     "random",
+    "oracle_measured_labs",
 )
 PATIENT_SPECIFIC = frozenset(
-    {"association", "direct_x_probability", "concept_shapley", "concept_shapley_direct",
-     "embedding_counterfactual", "gradient_x_probability", "probability"}
+    {"association", "association_lift", "direct_x_probability", "oracle_measured_labs", "concept_shapley",
+     "concept_shapley_direct", "embedding_counterfactual", "gradient_x_probability", "probability"}
 )
-FITTED = ("direct", "direct_x_probability", "concept_shapley", "concept_shapley_direct", "embedding_counterfactual")
+ORACLES = frozenset({"oracle_measured_labs"})  # ceilings, not deployable: they read the measured labs
+FITTED = (
+    "association_lift", "direct", "direct_x_probability", "concept_shapley", "concept_shapley_direct",
+    "embedding_counterfactual",
+)
 REFERENCE = "cooccurrence"
 MIN_CASES = 10
 K_VALUES = (1, 3, 5)
@@ -134,6 +141,15 @@ def method_scores(
                 bundle.manifest.diagnosis_labels, bundle.manifest.lab_labels,
             )
             out[name] = AssociationExplainer(assoc).scores(outputs)
+        elif name == "association_lift":
+            out[name] = AssociationLift(fitted).scores(outputs)
+        elif name == "oracle_measured_labs":
+            # Ceiling: phi × the lab abnormality MEASURED for this ECG (store label; cohort rate when
+            # unmeasured). What `association` would reach with a perfect lab predictor.
+            measured = held.fold.lab_targets
+            rate = np.nanmean(data.train_lab_targets, axis=0)
+            filled = np.where(np.isfinite(measured), measured, rate[None, :]).astype(np.float32)
+            out[name] = (fitted.matrix("phi")[None, :, :] * filled[:, None, :]).astype(np.float32)
         elif name == "direct":
             out[name] = DirectBaseline(fitted.matrix("direct")).scores(outputs)
         elif name == "direct_x_probability":
@@ -430,7 +446,7 @@ def evaluate_patient_explanations(
         for name in methods:
             per_truth[truth_name][name] = case_metrics(scores[name], cases, np.random.default_rng(seed))
     for name in methods:
-        entry: dict[str, Any] = {"patient_specific": name in PATIENT_SPECIFIC}
+        entry: dict[str, Any] = {"patient_specific": name in PATIENT_SPECIFIC, "oracle": name in ORACLES}
         for truth_name in per_truth:
             reference = per_truth[truth_name].get(REFERENCE)
             entry[truth_name] = summarise(
@@ -490,7 +506,7 @@ def completeness(ctx: Context, metrics: dict[str, CaseMetrics], weights: NDArray
         finite = share[np.isfinite(share)]
         out[name] = {
             "median_share_of_logit": float(np.median(finite)) if finite.size else math.nan,
-            "mean_share_clipped_0_1": float(np.clip(finite, 0, 1).mean()) if finite.size else math.nan,
+            "mean_share_clipped_0_1": float(macro(np.clip(share, 0, 1), m.diagnosis)[0]) if finite.size else math.nan,
             "share_ci": _ci(macro(np.clip(share, 0, 1), m.diagnosis, weights[:, m.record])),
             "held_out_r2_median": float(np.median(r2)) if r2 else math.nan,
         }

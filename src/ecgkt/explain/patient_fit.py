@@ -22,6 +22,7 @@ from ecgkt.bundle import Bundle
 from ecgkt.explain.patient import PatientExplanation, encode_windows, fit_concept_head, lab_directions
 from ecgkt.explain.population import fit_direct_links
 from ecgkt.explain.store_outputs import FoldOutputs, label_columns, record_windows
+from ecgkt.explain.supporting_labs import phi_association
 from ecgkt.store import Store
 
 __all__ = ["FittingData", "fit_patient_explanation", "fitting_data", "raw_logits"]
@@ -82,6 +83,7 @@ def fit_patient_explanation(
     flat = h.reshape(-1, h.shape[-1])
     if flat.shape[0] > MAX_DIRECTION_WINDOWS:
         flat = flat[np.sort(rng.choice(flat.shape[0], MAX_DIRECTION_WINDOWS, replace=False))]
+    phi = phi_association(data.train_diagnosis_targets[train_rows], data.train_lab_targets[train_rows])
     return PatientExplanation(
         diagnosis_labels=list(manifest.diagnosis_labels),
         lab_labels=list(manifest.lab_labels),
@@ -93,6 +95,8 @@ def fit_patient_explanation(
         concept_baseline=z.mean(axis=0).tolist(),
         diagnosis_baseline=y.mean(axis=0).tolist(),
         concept_r2=r2,
+        phi=phi.astype(float).tolist(),
+        lab_mean_probability=data.validation.lab_probability[val_rows].mean(axis=0).astype(float).tolist(),
         embedding_mean=flat.mean(axis=0).astype(float).tolist(),
         lab_directions=lab_directions(bundle.model, flat[None]).astype(float).tolist(),
         n_records=int(val_rows.size),
