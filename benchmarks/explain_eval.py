@@ -180,6 +180,20 @@ def render(result: dict[str, Any], release: dict[str, Any], info: dict[str, Any]
         "",
     ]
     lines += verdict(result)
+    lines += ["", "## Methods measured", "",
+              "- population (the same ranking for every ECG of a diagnosis): `cooccurrence` (phi of the training "
+              "labels), `direct` (L1 logistic regression of each lab abnormality on all diagnosis labels; "
+              "near-duplicate labels share coefficients);",
+              "- patient-specific, population link × this ECG's lab prediction: `association` (phi × P(lab)), "
+              "`association_lift` (phi × P(lab) / its validation mean), `direct_x_probability` (max(direct, 0) × "
+              "P(lab)); the paper's `probability` (P(lab) alone);",
+              "- patient-specific, the model's own evidence: `concept_shapley` (non-negative Lasso read-out of the "
+              "model's diagnosis logit from its lab logits, fitted on validation; exact Shapley values against the "
+              "validation mean), `concept_shapley_direct` (the same, only labs with a positive direct link may "
+              "enter), `embedding_counterfactual` (drop of the diagnosis logit when the lab's embedding direction is "
+              "removed from h − h̄), `gradient_x_probability` (gradient cosine × P(lab));",
+              "- `oracle_measured_labs`: phi, zeroed for the labs *measured* normal for this ECG (not available "
+              "to a model: what a perfect lab predictor could add to the population ranking); `random`: chance."]
     lines += ["", "## Faithfulness: deleting the top-k supporting labs from the embedding", "",
               "Each lab has a direction in the embedding (mean gradient of its logit on validation). Removing "
               "the span of a method's top-k labs' directions from (h − h̄) should lower the diagnosis "
@@ -259,7 +273,14 @@ def main() -> None:
     parser.add_argument("--store", type=Path)
     parser.add_argument("--ground-truth", type=Path)
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--render-only", action="store_true", help="re-render the .md from results/explain_eval.json")
     args = parser.parse_args()
+    if args.render_only:
+        payload = json.loads((RESULTS / "explain_eval.json").read_text())
+        (RESULTS / "explain_eval.md").write_text(
+            render(payload["evaluation"], payload["release_calibration"], payload["conditions"])
+        )
+        return
 
     import torch
 
