@@ -28,8 +28,11 @@ from ecgkt.explain.patient_eval import evaluate_patient_explanations, prepare
 
 __all__ = ["CANDIDATES", "ReleaseCalibration", "calibrate_for_release", "report_commands"]
 
-# Methods the engine can show for one ECG (population-only baselines are not offered as explanations).
+# Methods the engine can show for one ECG; the population ones (the same list for every ECG of a diagnosis)
+# are candidates too, and the report then says so in its one line on the kind of explanation.
 CANDIDATES: tuple[str, ...] = (
+    "cooccurrence",
+    "direct",
     "association",
     "association_lift",
     "direct_x_probability",

@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ecgkt.atomic_files import write_text_atomically
-from ecgkt.explain.supporting_labs import ExplanationError, RecordOutputs
+from ecgkt.explain.supporting_labs import ExplanationError, RecordOutputs, SupportExplainer
 
 if TYPE_CHECKING:
     from ecgkt.bundle import EcgOnlyModel
@@ -62,7 +62,9 @@ __all__ = [
 ]
 
 PATIENT_FILE = "explanation_patient.json"
-PATIENT_METHODS: tuple[str, ...] = (
+PATIENT_METHODS: tuple[str, ...] = (  # methods built from explanation_patient.json (incl. two population ones)
+    "cooccurrence",
+    "direct",
     "association_lift",
     "direct_x_probability",
     "concept_shapley",
@@ -349,12 +351,22 @@ def bundle_default_method(bundle_path: Path) -> str | None:
 
 def build_patient_explainer(
     bundle_path: Path, model: EcgOnlyModel, method: str, diagnosis_labels: Sequence[str], lab_labels: Sequence[str]
-) -> AssociationLift | DirectXProbability | ConceptShapley | EmbeddingCounterfactual | None:
+) -> SupportExplainer | None:
     """The explainer for one of PATIENT_METHODS, or None when the bundle has no fitted patient explanation."""
     fitted = load_patient_explanation(bundle_path)
     if fitted is None:
         return None
     fitted.check_labels(diagnosis_labels, lab_labels)
+    if method in ("cooccurrence", "association_lift") and fitted.phi is None:
+        raise ExplanationError(f"{bundle_path}: no fitted association for {method}; re-run `ecgkt calibrate`")
+    if method == "cooccurrence":
+        from ecgkt.explain.supporting_labs import CooccurrenceBaseline
+
+        return CooccurrenceBaseline(fitted.matrix("phi"))
+    if method == "direct":
+        from ecgkt.explain.population import DirectBaseline
+
+        return DirectBaseline(fitted.matrix("direct"))
     if method == "association_lift":
         return AssociationLift(fitted)
     if method == "direct_x_probability":
