@@ -7,8 +7,8 @@
    concept read-outs and embedding directions on validation outputs);
 3. the bundle's default explanation: with the synthetic cohort's ground truth, the method with the
    highest MAP against the **per-patient** ground truth on the validation fold (the fitted parts use no
-   ground truth; only this choice does); without it, `MEASURED_DEFAULT`, the method that won on the
-   synthetic benchmark.
+   ground truth; only this choice does); without it, `MEASURED_DEFAULT` (co-occurrence), the method that
+   won on the synthetic benchmark.
 Written into the bundle as `explanation_patient.json` (JSON, atomic). Called by `ecgkt demo` and
 `ecgkt benchmark` after training, and by `ecgkt calibrate --ground-truth`.
 """
