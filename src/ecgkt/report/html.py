@@ -140,7 +140,13 @@ def model_statement(manifest: BundleManifest, explanation_method: str, calibrate
         "gradient": "the alignment of the diagnosis and lab-head gradients in the ECG embedding",
         "gradient_x_probability": "the alignment of the diagnosis and lab-head gradients in the ECG "
         "embedding, weighted by the predicted lab probability",
-        # h16: patient-specific methods (explain/patient.py)
+        # h16: methods of explain/population.py and explain/patient.py
+        "cooccurrence": "the association of each lab abnormality with the diagnosis in the training cohort "
+        "(phi coefficient of their labels), the same for every ECG with this diagnosis",
+        "direct": "the direct link of each lab abnormality with the diagnosis in the training cohort (L1 "
+        "logistic regression on all diagnoses), the same for every ECG with this diagnosis",
+        "association_lift": "the association of each lab abnormality with the diagnosis in the training cohort "
+        "(phi), multiplied by how much more likely than usual the model finds it in this ECG",
         "direct_x_probability": "the direct link of each lab abnormality with the diagnosis in the training "
         "cohort (L1 logistic regression on all diagnoses), multiplied by its probability predicted from this ECG",
         "concept_shapley": "a read-out of the model's diagnosis score from its lab predictions (score = that "
