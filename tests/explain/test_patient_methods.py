@@ -168,3 +168,19 @@ def test_release_calibration_records_a_default_the_engine_uses(
     assert len(kind_notes) == 1
     html = render_report_fragment(result, ecg, loaded.manifest)
     assert "Explanation shown:" in html
+
+
+def test_calibrate_cli_names_a_ground_truth_without_per_patient_drivers(
+    bundle_path: Path, store_path: Path, ground_truth_path: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from ecgkt.cli import app
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(bundle_path, bundle)
+    result = CliRunner().invoke(app, ["calibrate", str(bundle), str(store_path), "--ground-truth",
+                                      str(ground_truth_path)])
+    assert result.exit_code == 2
+    assert "patient_drivers.parquet" in result.output and "Traceback" not in result.output
+    assert (bundle / "bundle.json").read_bytes() == (bundle_path / "bundle.json").read_bytes()  # untouched

@@ -63,6 +63,12 @@ def calibrate_for_release(
 ) -> ReleaseCalibration:
     """Calibrate, fit every explanation, choose and record the default method (see module docstring)."""
     say = progress or (lambda _message: None)
+    if ground_truth is not None:  # check it before anything in the bundle is rewritten
+        from ecgkt.explain.ground_truth import load_graph
+        from ecgkt.explain.patient_truth import load_patient_drivers
+
+        load_graph(ground_truth)
+        load_patient_drivers(ground_truth if ground_truth.is_dir() else ground_truth.parent)
     say("calibrating temperatures and thresholds on the validation fold")
     summary = calibrate_bundle(bundle_path, store_path, rule=rule, seed=seed, surrogate=surrogate)
     ctx = prepare(Path(bundle_path), Path(store_path), ground_truth, split="val", max_records=None, seed=seed,

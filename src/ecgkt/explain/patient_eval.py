@@ -94,6 +94,7 @@ REFERENCE = "cooccurrence"
 MIN_CASES = 10
 K_VALUES = (1, 3, 5)
 DELETION_K = (1, 3)
+MAX_FIT_RECORDS = 4000  # validation ECGs used for fitting (~200 MB of windows at 4 windows per ECG)
 
 
 @dataclass(frozen=True)
@@ -350,7 +351,8 @@ def prepare(
     bundle = load_bundle(bundle_path)
     store = Store.open(store_path)
     say("running the model on the validation fold")
-    validation = fold_outputs(bundle, store, "val")
+    # Bounded: the fitting keeps every validation window and its embedding in memory.
+    validation = fold_outputs(bundle, store, "val", max_records=MAX_FIT_RECORDS, seed=seed)
     data = fitting_data(bundle, store, validation)
     say("fitting the explanations")
     fitted = fit_patient_explanation(bundle, data, seed=seed)
@@ -358,7 +360,8 @@ def prepare(
         fold = validation
     else:
         say(f"running the model on the {split} fold")
-        fold = fold_outputs(bundle, store, split, max_records=max_records, seed=seed)
+        limit = MAX_FIT_RECORDS if max_records is None else min(max_records, MAX_FIT_RECORDS)
+        fold = fold_outputs(bundle, store, split, max_records=limit, seed=seed)
     held = held_out(bundle, store, fold)
     per_diagnosis = per_patient = None
     if ground_truth_path is not None:
