@@ -30,6 +30,9 @@ def test_demo_end_to_end_and_resume(tmp_path: Path) -> None:
     )
     bundle = load_bundle(bench / "bundle")
     assert bundle.manifest.diagnosis_labels and bundle.manifest.lab_labels
+    # h16: the demo ends with a calibrated bundle whose explanation was chosen on validation
+    assert bundle.manifest.thresholds_diagnosis is not None and bundle.manifest.temperature_diagnosis is not None
+    assert (bench / "bundle" / "explanation_patient.json").is_file()
     stamp = (bench / "finetune" / "metrics.json").stat().st_mtime_ns
     run_demo(out, patients=300, preset="smoke", build_overrides=tiny_build)  # resumes: every step is skipped
     assert (bench / "finetune" / "metrics.json").stat().st_mtime_ns == stamp

@@ -370,7 +370,8 @@ def test_mimic_folders_hold_only_mimic_files(tiny_cohort: tuple[Path, CohortSumm
     files = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and "files" not in p.parts}
     expected = {f"mimic-iv/hosp/{n}.csv.gz" for n in HOSP_TABLES} | {f"mimic-iv-ed/ed/{n}.csv.gz" for n in ED_TABLES}
     expected |= {"mimic-iv-ecg/record_list.csv", "mimic-iv-ecg/machine_measurements.csv"}
-    expected |= {"ground_truth/visits.parquet", "ground_truth/records.parquet", "ground_truth/graph.json"}
+    expected |= {"ground_truth/visits.parquet", "ground_truth/records.parquet", "ground_truth/graph.json",
+                 "ground_truth/patient_drivers.parquet"}
     assert files == expected
 
 

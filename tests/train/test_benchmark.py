@@ -28,6 +28,8 @@ def benchmark_dir(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) ->
         app, ["benchmark", "--store", str(tiny_store), "--out", str(out), "--config", str(one_epoch)]
     )
     assert result.exit_code == 0, result.output
+    assert (out / "bundle" / "explanation_patient.json").is_file()  # h16: benchmark ends calibrated
+    assert "Bundle calibrated; explanation shown: cooccurrence" in result.output
     return out
 
 

@@ -7,7 +7,7 @@ association.py) so those modules depend on this one and never on each other.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol, get_args
+from typing import Literal, Protocol, cast, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -90,4 +90,10 @@ def prediction_method(name: str | None) -> MethodName | None:
     for method in PREDICTION_METHODS:
         if method == name:
             return method
-    raise ExplanationError(f"explanation method must be one of {', '.join(PREDICTION_METHODS)}, got {name!r}")
+    from ecgkt.explain.patient import PATIENT_METHODS
+
+    if name in PATIENT_METHODS:
+        return cast(MethodName, name)
+    raise ExplanationError(
+        f"explanation method must be one of {', '.join((*PREDICTION_METHODS, *PATIENT_METHODS))}, got {name!r}"
+    )

@@ -26,6 +26,9 @@ def calibrate(
     rule: str = typer.Option("youden", "--rule", help="Threshold rule: youden (default) | f1."),
     seed: int = typer.Option(0, "--seed", help="Seed of the surrogate's cross-validation folds."),
     no_surrogate: bool = typer.Option(False, "--no-surrogate", help="Skip fitting the explanation surrogate."),
+    ground_truth: Path | None = typer.Option(
+        None, "--ground-truth", help="`ecgkt synth` ground_truth folder: choose the default explanation on it."
+    ),
 ) -> None:
     """Fit temperatures, per-label thresholds and the explanation surrogate on the validation fold."""
     if rule not in ("youden", "f1"):
@@ -35,11 +38,16 @@ def calibrate(
     from rich.table import Table
 
     from ecgkt.evaluate.calibration import ThresholdRule
-    from ecgkt.explain.calibrate_bundle import REPORT_FILE, calibrate_bundle
+    from ecgkt.explain.calibrate_bundle import REPORT_FILE
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     threshold_rule: ThresholdRule = "youden" if rule == "youden" else "f1"
-    summary = calibrate_bundle(bundle, store, rule=threshold_rule, seed=seed, surrogate=not no_surrogate)
+    from ecgkt.explain.bundle_calibration import calibrate_for_release
+
+    release = calibrate_for_release(
+        bundle, store, ground_truth, rule=threshold_rule, seed=seed, surrogate=not no_surrogate
+    )
+    summary = release.calibration
     table = Table(title=f"Calibration on {summary.n_validation} validation records ({summary.n_test} test)")
     for column in ("head", "temperature", "ECE val before→after", "ECE test before→after", "fitted thresholds"):
         table.add_column(column)
@@ -60,6 +68,7 @@ def calibrate(
             highlight=False,
         )
     console.print(f"updated {Path(bundle) / 'bundle.json'} and wrote {Path(bundle) / REPORT_FILE}", highlight=False)
+    console.print(f"explanation shown: {release.default_method} — {release.reason}", highlight=False)
 
 
 def explain_eval(

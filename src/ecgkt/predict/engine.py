@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,7 +28,7 @@ from ecgkt.bundle import Bundle, BundleManifest, load_bundle
 from ecgkt.bundle_runner import Runner, torch_runner, window_average
 from ecgkt.evaluate.calibration import apply_temperature, thresholds_for
 from ecgkt.explain.association import AssociationExplainer, load_association
-from ecgkt.explain.base import MissingExplanationError
+from ecgkt.explain.base import PREDICTION_METHODS, MissingExplanationError
 from ecgkt.explain.supporting_labs import (
     DEFAULT_TOP_LABS,
     GradientAlignment,
@@ -52,6 +52,7 @@ FALLBACK_NOTE = (
     "bundle has no fitted explanation (run `ecgkt calibrate`): supporting labs ranked by "
     "gradient alignment × lab probability instead"
 )
+KIND_NOTE_PREFIX = "supporting labs ("  # h16: "supporting labs (METHOD): what kind of explanation"
 UNCALIBRATED_NOTE = "bundle not calibrated (run `ecgkt calibrate`): raw probabilities, thresholds 0.5"
 
 
@@ -98,6 +99,22 @@ def preprocess_spec(manifest: BundleManifest) -> PreprocessSpec:
 def build_explainer(bundle: Bundle, method: MethodName | None) -> tuple[SupportExplainer | None, list[str]]:
     """The explainer for `method` (None = the measured default), and notes on any fallback."""
     manifest = bundle.manifest
+    # h16: the bundle's own default (chosen at calibration) and the patient-specific methods.
+    from ecgkt.explain.patient import PATIENT_METHODS, build_patient_explainer, bundle_default_method
+
+    chosen = method or bundle_default_method(bundle.path)
+    if chosen in PATIENT_METHODS:
+        patient = build_patient_explainer(
+            bundle.path, bundle.model, str(chosen), manifest.diagnosis_labels, manifest.lab_labels
+        )
+        if patient is not None:
+            return patient, []
+        if method is not None:
+            raise MissingExplanationError(
+                f"{bundle.path}: bundle has no fitted {chosen} explanation; run `ecgkt calibrate BUNDLE STORE`"
+            )
+    elif chosen is not None and method is None and chosen in PREDICTION_METHODS:
+        method = chosen
     wanted = method or DEFAULT_EXPLANATION
     notes: list[str] = []
     if wanted == "association":
@@ -124,6 +141,9 @@ def build_explainer(bundle: Bundle, method: MethodName | None) -> tuple[SupportE
 
 def explanation_method_of(result: PredictionResult) -> MethodName:
     """Which method produced a result's supporting labs (the engine notes every fallback)."""
+    for note in result.notes:  # h16: the engine names the method in its explanation-kind note
+        if note.startswith(KIND_NOTE_PREFIX):
+            return cast(MethodName, note[len(KIND_NOTE_PREFIX) :].split(")", 1)[0])
     return FALLBACK_EXPLANATION if FALLBACK_NOTE in result.notes else DEFAULT_EXPLANATION
 
 
@@ -255,6 +275,10 @@ class Predictor:
 
     def _model_notes(self) -> list[str]:
         notes = list(self._explainer_notes)
+        if self.explainer is not None:  # h16: one line on what kind of explanation is shown
+            from ecgkt.explain.patient import explanation_kind
+
+            notes.append(f"{KIND_NOTE_PREFIX}{self.explainer.name}): {explanation_kind(self.explainer.name)}")
         if not self.calibrated:
             notes.append(UNCALIBRATED_NOTE)
         return notes

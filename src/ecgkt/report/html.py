@@ -142,7 +142,23 @@ def model_statement(manifest: BundleManifest, explanation_method: str, calibrate
         "gradient": "the alignment of the diagnosis and lab-head gradients in the ECG embedding",
         "gradient_x_probability": "the alignment of the diagnosis and lab-head gradients in the ECG "
         "embedding, weighted by the predicted lab probability",
+        # h16: methods of explain/population.py and explain/patient.py
+        "cooccurrence": "the association of each lab abnormality with the diagnosis in the training cohort "
+        "(phi coefficient of their labels), the same for every ECG with this diagnosis",
+        "direct": "the direct link of each lab abnormality with the diagnosis in the training cohort (L1 "
+        "logistic regression on all diagnoses), the same for every ECG with this diagnosis",
+        "association_lift": "the association of each lab abnormality with the diagnosis in the training cohort "
+        "(phi), multiplied by how much more likely than usual the model finds it in this ECG",
+        "direct_x_probability": "the direct link of each lab abnormality with the diagnosis in the training "
+        "cohort (L1 logistic regression on all diagnoses), multiplied by its probability predicted from this ECG",
+        "concept_shapley": "a read-out of the model's diagnosis score from its lab predictions (score = that "
+        "lab's Shapley value in logit units, relative to a typical patient)",
+        "concept_shapley_direct": "a read-out of the model's diagnosis score from the lab predictions with a "
+        "direct cohort link (score = that lab's Shapley value in logit units, relative to a typical patient)",
+        "embedding_counterfactual": "how much the model's diagnosis score falls when the lab's direction is "
+        "removed from this ECG's embedding (logit units)",
     }.get(explanation_method, explanation_method)
+    from ecgkt.explain.patient import explanation_kind  # h16
     calibration = (
         "Probabilities are temperature-scaled and each label's threshold was chosen on the validation "
         "fold (Youden's J)."
@@ -156,6 +172,7 @@ def model_statement(manifest: BundleManifest, explanation_method: str, calibrate
         "(out-of-reference-range lab values) from the waveform; no lab was measured here. "
         + describe_training(manifest)
         + quality,
+        f"Explanation shown: {explanation_kind(explanation_method)}.",
         f"Supporting lab abnormalities come from {explanation}. They are statistical associations inside "
         "the model, not causes, and not evidence that the abnormality is present.",
         calibration,

@@ -287,3 +287,6 @@ def write_ground_truth(sim: Simulation, folder: Path) -> None:
     visits_frame(sim).write_parquet(folder / "visits.parquet", statistics=False)
     records_frame(sim).write_parquet(folder / "records.parquet", statistics=False)
     (folder / "graph.json").write_text(json.dumps(build_graph(sim), indent=1) + "\n")
+    from ecgkt.synth.counterfactuals import write_patient_drivers  # per-patient drivers (h16)
+
+    write_patient_drivers(sim, folder)

@@ -157,6 +157,11 @@ def benchmark(
     print_table(console, table)
     bundle = ", bundle/" if (out / "bundle").is_dir() else " (no bundle: the JE row is not available)"
     console.print(f"Written: {out / 'table1.md'}, {out / 'table1.json'}, plots/, per_label/{bundle}")
+    if (out / "bundle").is_dir():
+        from ecgkt.explain.bundle_calibration import calibrate_for_release
+
+        release = calibrate_for_release(out / "bundle", store)
+        console.print(f"Bundle calibrated; explanation shown: {release.default_method} ({release.reason})")
 
 
 def ablation(
