@@ -321,7 +321,9 @@ def unit_run_config(config: StudyConfig, unit: Unit, seed: int, n_labelled: int 
     """The RunConfig of a unit: preset + overrides, the replicate's seed, and the shared supervised
     schedule (finetune and baseline optimisers identical; epochs sized for the fraction)."""
     base = config.base_run_config()
-    overrides: dict[str, Any] = {"seed": seed}
+    # The worker's thread count (set by run_study / the worker entry) wins over the preset's
+    # trainer.cpu_threads, which the stages would otherwise apply with torch.set_num_threads.
+    overrides: dict[str, Any] = {"seed": seed, "trainer": {"cpu_threads": _threads(), "progress_bar": False}}
     if unit.kind == "pretrain" and unit.name == "je-barlow":
         overrides["pretrain"] = {
             "objective": "barlow_twins",
@@ -362,7 +364,7 @@ def run_unit(config: StudyConfig, plan: dict[str, Any], paths: StudyPaths, unit:
     from ecgkt.train.transfer.regularised import regularised_module_factory
 
     rp = _replicate_plan(plan, unit.replicate)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     stage_dir = paths.unit_dir(unit.key) / "stage"
     full_store = derive_store(paths.store, paths.derived(unit.replicate, 1.0), rp, 1.0)
     record: dict[str, Any] = {
@@ -450,7 +452,11 @@ def run_unit(config: StudyConfig, plan: dict[str, Any], paths: StudyPaths, unit:
             val_macro_auroc_all=result.metrics.get("val", {}).get("macro_auroc"),
         )
     record["stage_dir"] = str(stage_dir)
+    # Wall time of this attempt (a resumed unit counts only its last attempt) and the CPU time of
+    # this process: on a shared machine the CPU seconds are the figure to size a study with.
     record["wall_seconds"] = round(time.perf_counter() - started, 1)
+    record["cpu_seconds"] = round(time.process_time() - cpu_started, 1)
+    record["load_average_1min"] = round(os.getloadavg()[0], 2)
     record["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     from ecgkt.train.evaluation import write_json
 
