@@ -168,3 +168,15 @@ def test_pooled_difference_is_zero_for_identical_models_and_positive_for_a_bette
     assert result["delta"] > 0.1 and result["ci_low"] > 0
     assert result["n_replicates"] == 3 and len(result["per_replicate"]) == 3
     assert result["t_ci_low"] <= result["delta"] <= result["t_ci_high"]
+
+
+def test_ceiling_is_read_at_a_dotted_key_and_a_missing_key_lists_the_numbers(tmp_path: Path) -> None:
+    from ecgkt.train.transfer.report import load_ceiling
+    from ecgkt.train.transfer.study import StudyError
+
+    path = tmp_path / "ceilings.json"
+    path.write_text('{"ecg_oracle": {"diagnoses": {"macro_auroc": 0.81}}, "tabular_oracle": {"diagnoses": 0.9}}')
+    assert load_ceiling(path, "ecg_oracle.diagnoses") == pytest.approx(0.81)  # {"macro_auroc": x} accepted
+    assert load_ceiling(path, "tabular_oracle.diagnoses") == pytest.approx(0.9)
+    with pytest.raises(StudyError, match=r"tabular_oracle\.diagnoses"):
+        load_ceiling(path, "nope")
