@@ -397,7 +397,10 @@ def run_unit(config: StudyConfig, plan: dict[str, Any], paths: StudyPaths, unit:
         assert unit.fraction is not None
         fraction_store = derive_store(paths.store, paths.derived(unit.replicate, unit.fraction), rp, unit.fraction)
         n_labelled = len(Store.open(fraction_store).split_indices("train"))
-        run_config = unit_run_config(config, unit, rp.seed, n_labelled)
+        # Epochs follow the records a run iterates over: the labelled ones, except for the
+        # distillation student, which iterates over every training record (labelled or not).
+        n_iterated = len(Store.open(full_store).split_indices("train")) if unit.name == "distill" else n_labelled
+        run_config = unit_run_config(config, unit, rp.seed, n_iterated)
         store_for_run = fraction_store
         arm = unit.name
         if arm == "signal":
