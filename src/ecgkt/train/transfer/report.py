@@ -175,6 +175,9 @@ def aggregate(out: Path) -> dict[str, Any]:
                 "macro_auroc_per_replicate": macros,
                 "macro_auroc_mean": float(np.mean(list(macros.values()))) if macros else None,
                 "wall_seconds_mean": float(np.mean([r["wall_seconds"] for r in runs.values()])) if runs else None,
+                "cpu_seconds_mean": float(np.mean([r.get("cpu_seconds", np.nan) for r in runs.values()]))
+                if runs
+                else None,
                 "epochs": sorted({r.get("max_epochs") for r in runs.values()} - {None}),
                 "n_labelled": sorted({r.get("n_labelled") for r in runs.values()} - {None}),
             }
@@ -226,6 +229,10 @@ def _fmt(value: float | None, sign: bool = False) -> str:
     return f"{value:+.3f}" if sign else f"{value:.3f}"
 
 
+def _fmt_seconds(value: float | None) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.0f}"
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     plan = result["plan"]
     config = plan["config"]
@@ -252,20 +259,20 @@ def render_markdown(result: dict[str, Any]) -> str:
             f"## {fraction:.0%} of the training records labelled",
             "",
             "| arm | reps | macro AUROC | Δ vs signal | CI (records) | CI (seeds) | gap closed (multimodal) "
-            "| gap closed (ECG ceiling) | epochs | s / run |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| gap closed (ECG ceiling) | epochs | wall s / run | CPU s / run |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for cell in (c for c in result["cells"] if c["fraction"] == fraction):
             vs = cell.get("vs_signal") or {}
             ci_r = f"[{_fmt(vs.get('ci_low'), True)}, {_fmt(vs.get('ci_high'), True)}]" if vs else "–"
             ci_s = f"[{_fmt(vs.get('t_ci_low'), True)}, {_fmt(vs.get('t_ci_high'), True)}]" if "t_ci_low" in vs else "–"
-            wall = cell.get("wall_seconds_mean")
+            wall, cpu = cell.get("wall_seconds_mean"), cell.get("cpu_seconds_mean")
             title = ARM_TITLES.get(cell["arm"], cell["arm"])
             lines.append(
                 f"| {title} | {cell['n_replicates']} | {_fmt(cell['macro_auroc_mean'])} "
                 f"| {_fmt(vs.get('delta'), True) if vs else '–'} | {ci_r} | {ci_s} "
                 f"| {_fmt(cell.get('gap_closed_multimodal'))} | {_fmt(cell.get('gap_closed_ceiling'))} "
-                f"| {','.join(str(e) for e in cell['epochs']) or '–'} | {'–' if wall is None else f'{wall:.0f}'} |"
+                f"| {','.join(str(e) for e in cell['epochs']) or '–'} | {_fmt_seconds(wall)} | {_fmt_seconds(cpu)} |"
             )
         lines.append("")
     lines += ["## Settings", "", "```json", json.dumps(config, indent=2), "```", ""]
