@@ -137,3 +137,17 @@ def test_records_parquet_of_a_derived_store_marks_unlabelled_records_outside_eve
     store = Store.open(derived)
     in_split = np.concatenate([store.split_indices(s) for s in ("train", "val", "test")])
     assert not np.isin(np.flatnonzero(folds == 20), in_split).any()
+
+
+def test_plan_is_fixed_before_runs_but_reporting_options_may_change(tiny_store: Path, tmp_path: Path) -> None:
+    from ecgkt.train.transfer.study import StudyError, plan_study
+
+    config = StudyConfig(preset="smoke", replicates=2, fractions=[0.5], min_test_positives=1)
+    plan = plan_study(config, tiny_store, tmp_path)
+    assert plan["primary_labels"] and (tmp_path / "study_plan.json").exists()
+    ceilings = tmp_path / "c.json"
+    ceilings.write_text('{"x": 0.8}')
+    later = config.model_copy(update={"ceilings": str(ceilings), "ceiling_key": "x", "bootstrap_resamples": 50})
+    assert plan_study(later, tiny_store, tmp_path)["config"]["ceilings"] == str(ceilings)
+    with pytest.raises(StudyError, match="different plan"):
+        plan_study(config.model_copy(update={"fractions": [0.2]}), tiny_store, tmp_path)

@@ -231,17 +231,31 @@ def plan_study(config: StudyConfig, store: Path, out: Path) -> dict[str, Any]:
     path = out / PLAN_FILE
     if path.exists():
         saved = json.loads(path.read_text())
-        if {k: v for k, v in saved.items() if k != "created_utc"} != plan:
-            changed = sorted(k for k in plan if saved.get(k) != plan[k])
+        if _experiment(saved) != _experiment(plan):
+            changed = sorted(k for k in plan if _experiment(saved).get(k) != _experiment(plan).get(k))
             raise StudyError(
                 f"{path}: this folder holds a study with a different plan ({', '.join(changed)} changed); "
                 "rerun with the same settings to resume, or choose another --out"
             )
+        if saved["config"] != plan["config"]:  # only reporting options changed: keep them
+            saved["config"] = plan["config"]
+            write_text_atomically(path, json.dumps(saved, indent=2) + "\n")
         return saved
     out.mkdir(parents=True, exist_ok=True)
     plan["created_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     write_text_atomically(path, json.dumps(plan, indent=2) + "\n")
     return plan
+
+
+# Reporting options: they change how finished runs are summarised, not what is trained, so they may
+# change between invocations (e.g. the ceilings file appears after the study has started).
+REPORT_ONLY = ("ceilings", "ceiling_key", "bootstrap_resamples")
+
+
+def _experiment(plan: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a plan that decide what is trained (everything but reporting options)."""
+    config = {k: v for k, v in plan["config"].items() if k not in REPORT_ONLY}
+    return {**{k: v for k, v in plan.items() if k not in {"created_utc", "config"}}, "config": config}
 
 
 def _replicate_plan(plan: dict[str, Any], r: int) -> ReplicatePlan:
