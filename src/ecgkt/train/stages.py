@@ -362,6 +362,10 @@ class SupervisedSpec:
     freeze_encoder: bool = False
     encoder_lr_factor: float = 1.0
     config_sections: tuple[str, ...] = ("seed", "encoder", "data", "baseline")
+    # Hooks for variants outside Table 1 (ecgkt.train.transfer): build the module from the keyword
+    # arguments SupervisedModule would get, and the data module from StoreDataModule's arguments.
+    module_factory: Callable[..., SupervisedModule] | None = None
+    datamodule_factory: Callable[..., StoreDataModule] | None = None
 
 
 def run_supervised(
@@ -376,11 +380,13 @@ def run_supervised(
     out, state = _start_stage(spec.name, config, out_dir, resume, spec.config_sections)
     if isinstance(state, StageResult):
         return state
-    datamodule = StoreDataModule(
+    make_datamodule = spec.datamodule_factory or StoreDataModule
+    datamodule = make_datamodule(
         store, config.data, seed=config.seed, target=spec.target, tabular_groups=spec.tabular_groups
     )
     n_numeric, cardinalities = datamodule.tabular_shape
-    module = SupervisedModule(
+    make_module = spec.module_factory or SupervisedModule
+    module = make_module(
         encoder=config.encoder.model_dump(),
         head=spec.head.model_dump(),
         n_labels=datamodule.n_labels,
