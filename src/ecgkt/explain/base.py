@@ -40,6 +40,16 @@ MethodName = Literal[
 METHOD_NAMES: tuple[MethodName, ...] = get_args(MethodName)
 BASELINE_METHODS: frozenset[str] = frozenset({"cooccurrence", "probability", "random"})
 DEFAULT_TOP_LABS = 5
+# `ecgkt.explain.patient`'s methods, built from explanation_patient.json (incl. two population ones)
+PATIENT_METHODS: tuple[str, ...] = (
+    "cooccurrence",
+    "direct",
+    "association_lift",
+    "direct_x_probability",
+    "concept_shapley",
+    "concept_shapley_direct",
+    "embedding_counterfactual",
+)
 # The methods `ecgkt predict` / `report` / the service offer (the others are evaluation baselines).
 PREDICTION_METHODS: tuple[MethodName, ...] = (
     "association",
@@ -90,8 +100,6 @@ def prediction_method(name: str | None) -> MethodName | None:
     for method in PREDICTION_METHODS:
         if method == name:
             return method
-    from ecgkt.explain.patient import PATIENT_METHODS
-
     if name in PATIENT_METHODS:
         return cast(MethodName, name)
     raise ExplanationError(

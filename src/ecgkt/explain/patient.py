@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ecgkt.atomic_files import write_text_atomically
+from ecgkt.explain.base import PATIENT_METHODS
 from ecgkt.explain.supporting_labs import ExplanationError, RecordOutputs, SupportExplainer
 
 if TYPE_CHECKING:
@@ -62,15 +63,6 @@ __all__ = [
 ]
 
 PATIENT_FILE = "explanation_patient.json"
-PATIENT_METHODS: tuple[str, ...] = (  # methods built from explanation_patient.json (incl. two population ones)
-    "cooccurrence",
-    "direct",
-    "association_lift",
-    "direct_x_probability",
-    "concept_shapley",
-    "concept_shapley_direct",
-    "embedding_counterfactual",
-)
 POPULATION_METHODS: frozenset[str] = frozenset({"cooccurrence", "direct", "probability"})
 LOGIT_EPS = 1e-6
 MIN_RECORDS = 20

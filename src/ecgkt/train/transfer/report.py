@@ -105,7 +105,7 @@ def pooled_paired_difference(
 
 def load_ceiling(path: Path, key: str) -> float:
     """A number at dotted `key` in the JSON file `path` (e.g. the realism benchmark's ceilings)."""
-    from ecgkt.train.transfer.study import StudyError
+    from ecgkt.train.transfer.errors import StudyError
 
     if not path.is_file():
         raise StudyError(f"{path}: ceilings file not found")

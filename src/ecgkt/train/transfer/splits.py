@@ -228,6 +228,12 @@ def derive_pool_store(pool_path: Path, base_path: Path, out: Path, plan: Replica
     fold = np.zeros(len(subjects), dtype=np.int64)  # 0 = train
     fold[np.isin(subjects, val_subjects)] = 1
     fold[np.isin(subjects, test_subjects)] = 2
+    pool_rows = pool_path / "pool.parquet"  # the builder's pool export (ecgkt.cohort.pretrain_pool.POOL_FILE)
+    if pool_rows.is_file():  # ECGs with no lab or vital value in their window are no (ECG, tabular) pair
+        has_tabular = pl.read_parquet(pool_rows).sort("row")["has_tabular"].to_numpy().astype(bool)
+        if has_tabular.size != fold.size:
+            raise SplitError(f"{pool_rows}: {has_tabular.size} rows for a pool store of {fold.size} records")
+        fold[~has_tabular] = 2
     if not (fold == 0).any() or not (fold == 1).any():
         raise SplitError(
             f"{pool_path}: after removing replicate {plan.replicate}'s validation and test patients the pool "

@@ -40,8 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ecgkt.atomic_files import write_text_atomically
 from ecgkt.config import ObjectiveChoice, RunConfig, load_config
-from ecgkt.errors import UserError
 from ecgkt.store import Store
+from ecgkt.train.transfer.errors import StudyError
 from ecgkt.train.transfer.splits import (
     ReplicatePlan,
     derive_pool_store,
@@ -69,10 +69,6 @@ JE_OBJECTIVE: dict[str, ObjectiveChoice] = {
 }
 PLAN_FILE = "study_plan.json"
 UNIT_FILE = "unit.json"
-
-
-class StudyError(UserError):
-    """A study that cannot run as asked: a changed plan in an existing folder, a missing input."""
 
 
 # ---- configuration ---------------------------------------------------------------------------------

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The exact command behind benchmarks/results/transfer_study.{json,md,png} (issue 15): synthetic cohort on the
+# issue-14 generator -> labelled store -> pretraining pool -> the resumable study (cpu preset, 2 workers x 1 thread).
+# Re-running it resumes: finished steps and finished units are skipped. Stop: kill -9 -- -PGID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=${RUN:-runs/study}
+PATIENTS=${PATIENTS:-4600}
+BIN=${BIN:-.venv/bin}
+export OMP_NUM_THREADS=1 MPLBACKEND=Agg
+mkdir -p "$RUN"
+[ -d "$RUN/synth" ] || "$BIN/ecgkt" synth --out "$RUN/synth" --patients "$PATIENTS" --seed 0 --workers 2
+[ -d "$RUN/store" ] || "$BIN/ecgkt" build --synthetic "$RUN/synth" --out "$RUN/store" --seed 0 --workers 2 --quiet
+[ -d "$RUN/pool" ] || "$BIN/ecgkt" build --synthetic "$RUN/synth" --out "$RUN/pool" --seed 0 --workers 2 --quiet \
+    --pretrain-pool --labelled-store "$RUN/store"
+exec "$BIN/python" benchmarks/transfer_study.py --store "$RUN/store" --out "$RUN/run" --preset cpu \
+    --workers 2 --threads 1 --replicates 5 --test-folds 2 --fractions 0.05,0.2,1 --pool "$RUN/pool" \
+    --ceilings benchmarks/results/ceilings.json --ceiling-key "macro_auroc.ecg_params+demographics"
