@@ -32,6 +32,7 @@ import torch
 from numpy.typing import NDArray
 
 from ecgkt.bundle import Bundle, load_bundle
+from ecgkt.evaluate.calibration import apply_temperature, thresholds_for
 from ecgkt.explain.association import AssociationExplainer, fit_association
 from ecgkt.explain.ground_truth import GroundTruth, ground_truth_drivers, load_graph
 from ecgkt.explain.patient import (
@@ -53,7 +54,6 @@ from ecgkt.explain.supporting_labs import (
     RandomBaseline,
     RecordOutputs,
 )
-from ecgkt.predict.engine import apply_temperature, thresholds_for
 from ecgkt.store import Split, Store
 
 __all__ = [
