@@ -6,14 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tiny_mimic import TinyMimic
+from tiny_mimic import TINY_CONFIG, TinyMimic
 
-from ecgkt.cohort.config import BuildConfig
 from ecgkt.cohort.pipeline import build_store
 from ecgkt.mimic.layout import MimicFolders
-
-# Tiny cohorts cannot reach 10 positives per validation fold: the lab-label thresholds are lowered.
-TINY_CONFIG = BuildConfig(workers=1, lab_label_min_positives=0, lab_label_min_negatives=0, signal_chunk_records=8)
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from tiny_mimic import TinyMimic
+from tiny_mimic import TINY_CONFIG, TinyMimic
 from typer.testing import CliRunner
 
-from conftest import TINY_CONFIG
 from ecgkt.cli import app
 from ecgkt.cohort.pipeline import build_store
 from ecgkt.cohort.report import SkipLog

@@ -8,10 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tiny_mimic import TinyMimic
+from tiny_mimic import TINY_CONFIG, TinyMimic
 from typer.testing import CliRunner
 
-from conftest import TINY_CONFIG
 from ecgkt.cli import app
 from ecgkt.cohort.pipeline import build_store
 from ecgkt.cohort.sources import BuildInputError, resolve_sources

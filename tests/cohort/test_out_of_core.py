@@ -10,9 +10,9 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from test_resume import KilledError, _assert_same_store
+from tiny_mimic import TINY_CONFIG
 
 import ecgkt.cohort.pipeline as pipeline
-from conftest import TINY_CONFIG
 from ecgkt.cohort.features import closest_biometrics
 from ecgkt.cohort.report import SkipLog
 from ecgkt.cohort.spill import ChunkSpill, candidate_chunks, chunk_bounds

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from tiny_mimic import TINY_CONFIG
 
 import ecgkt.cohort.pipeline as pipeline
-from conftest import TINY_CONFIG
 from ecgkt.cohort.pipeline import build_store
 from ecgkt.mimic.layout import MimicFolders
 from ecgkt.store import Store

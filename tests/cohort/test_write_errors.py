@@ -17,11 +17,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 from test_resume import _assert_same_store
+from tiny_mimic import TINY_CONFIG
 from typer.testing import CliRunner
 
 import ecgkt.cohort.pipeline as pipeline
 import ecgkt.cohort.write_errors as write_errors
-from conftest import TINY_CONFIG
 from ecgkt.cli import app
 from ecgkt.cohort.pipeline import build_store
 from ecgkt.cohort.write_errors import BuildWriteError, naming, preallocate

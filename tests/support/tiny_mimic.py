@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import wfdb
 
+from ecgkt.cohort.config import BuildConfig
 from ecgkt.mimic import layout
 from ecgkt.mimic.labs import LAB_BY_NAME, LAB_ITEMS
 from ecgkt.mimic.layout import MimicFolders
@@ -311,3 +312,7 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, object
         writer.writerow(columns)
         for row in rows:
             writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+
+
+# Tiny cohorts cannot reach 10 positives per validation fold: the lab-label thresholds are lowered.
+TINY_CONFIG = BuildConfig(workers=1, lab_label_min_positives=0, lab_label_min_negatives=0, signal_chunk_records=8)
