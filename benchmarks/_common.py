@@ -16,7 +16,7 @@ from typing import Any
 
 from ecgkt.atomic_files import write_text_atomically
 
-__all__ = ["machine_facts", "random_bundle", "write_result"]
+__all__ = ["embed_store", "machine_facts", "random_bundle", "write_result"]
 
 
 def _cpu_model() -> str:
@@ -76,3 +76,21 @@ def random_bundle(
         training={"note": note} if note else {},
     )
     return save_bundle(path, EcgOnlyModel.from_manifest(manifest).eval(), manifest, overwrite=True)
+
+
+def embed_store(encoder: Any, store: Any, window: int, n_windows: int, batch: int = 256) -> Any:
+    """Mean encoder embedding (N, D) over each record's first `n_windows` windows of `window` samples.
+
+    The evaluation-time view of a record (non-overlapping windows, averaged), for linear probes.
+    """
+    import numpy as np
+    import torch
+
+    encoder.eval()
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, len(store), batch):
+            x = torch.from_numpy(np.array(store.signals[start : start + batch, :, : window * n_windows]))
+            windows = x.reshape(x.shape[0], 12, n_windows, window).permute(0, 2, 1, 3).flatten(0, 1)
+            chunks.append(encoder(windows).view(x.shape[0], n_windows, -1).mean(1).numpy())
+    return np.concatenate(chunks).astype(np.float32)

@@ -28,6 +28,7 @@ from safetensors.torch import load_file
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import r2_score, roc_auc_score
 
+from _common import embed_store
 from ecgkt.cohort.config import BuildConfig
 from ecgkt.cohort.pipeline import build_store
 from ecgkt.config import load_config
@@ -38,17 +39,6 @@ from ecgkt.synth.cohort import generate_cohort
 from ecgkt.train.stages import run_baseline
 
 MIN_POSITIVES = 10
-
-
-@torch.no_grad()
-def embed(encoder: EcgEncoder, store: Store, window: int, n_windows: int, batch: int = 256) -> np.ndarray:
-    encoder.eval()
-    chunks = []
-    for start in range(0, len(store), batch):
-        x = torch.from_numpy(np.array(store.signals[start : start + batch, :, : window * n_windows]))
-        windows = x.reshape(x.shape[0], 12, n_windows, window).permute(0, 2, 1, 3).flatten(0, 1)
-        chunks.append(encoder(windows).view(x.shape[0], n_windows, -1).mean(1).numpy())
-    return np.concatenate(chunks).astype(np.float32)
 
 
 def targets(root: Path, store: Store) -> dict[str, np.ndarray]:
@@ -99,7 +89,7 @@ def main() -> None:
     store = Store.open(store_path)
     encoder = EcgEncoder(config.encoder)
     encoder.load_state_dict(load_file(str(args.out / "baseline-signal" / "encoder.safetensors")))
-    h = embed(encoder, store, config.data.window_samples, config.data.n_eval_windows)
+    h = embed_store(encoder, store, config.data.window_samples, config.data.n_eval_windows)
     z = (h - h.mean(0)) / (h.std(0) + 1e-6)
     folds = store.folds
     train = folds <= 2

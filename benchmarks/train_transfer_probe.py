@@ -22,23 +22,13 @@ from numpy.typing import NDArray
 from safetensors.torch import load_file
 from sklearn.linear_model import Ridge
 
+from _common import embed_store
 from ecgkt.atomic_files import write_text_atomically
 from ecgkt.config import RunConfig, load_config
 from ecgkt.models.encoders import EcgEncoder
 from ecgkt.store import Store
 
 RESULTS = Path(__file__).parent / "results"
-
-
-@torch.no_grad()
-def embed(encoder: EcgEncoder, store: Store, window: int, n_windows: int, batch: int = 256) -> NDArray[np.float32]:
-    encoder.eval()
-    chunks = []
-    for start in range(0, len(store), batch):
-        x = torch.from_numpy(np.array(store.signals[start : start + batch, :, : window * n_windows]))
-        windows = x.reshape(x.shape[0], 12, n_windows, window).permute(0, 2, 1, 3).flatten(0, 1)
-        chunks.append(encoder(windows).view(x.shape[0], n_windows, -1).mean(1).numpy())
-    return np.concatenate(chunks).astype(np.float32)
 
 
 def probe_r2(h: NDArray[np.float32], store: Store, groups: tuple[str, ...]) -> tuple[float, int]:
@@ -82,7 +72,7 @@ def main() -> None:
         encoder = EcgEncoder(config.encoder)
         if path is not None:
             encoder.load_state_dict(load_file(str(path)))
-        h = embed(encoder, store, config.data.window_samples, config.data.n_eval_windows)
+        h = embed_store(encoder, store, config.data.window_samples, config.data.n_eval_windows)
         routine, n_routine = probe_r2(h, store, ("routine",))
         lab, n_lab = probe_r2(h, store, ("lab",))
         rows.append((name, routine, lab))

@@ -22,24 +22,16 @@ from typing import Any
 from pydantic import BaseModel
 
 from ecgkt.evaluate.calibration import ThresholdRule
+from ecgkt.explain.base import PATIENT_METHODS
 from ecgkt.explain.calibrate_bundle import CalibrationSummary, calibrate_bundle
 from ecgkt.explain.patient import MEASURED_DEFAULT, PATIENT_FILE, explanation_kind, save_patient_explanation
-from ecgkt.explain.patient_eval import evaluate_patient_explanations, prepare
+from ecgkt.explain.patient_eval import ALL_METHODS, evaluate_patient_explanations, prepare
 
 __all__ = ["CANDIDATES", "ReleaseCalibration", "calibrate_for_release", "report_commands"]
 
 # Methods the engine can show for one ECG; the population ones (the same list for every ECG of a diagnosis)
 # are candidates too, and the report then says so in its one line on the kind of explanation.
-CANDIDATES: tuple[str, ...] = (
-    "cooccurrence",
-    "direct",
-    "association",
-    "association_lift",
-    "direct_x_probability",
-    "concept_shapley",
-    "concept_shapley_direct",
-    "embedding_counterfactual",
-)
+CANDIDATES: tuple[str, ...] = tuple(m for m in ALL_METHODS if m == "association" or m in PATIENT_METHODS)
 
 
 class ReleaseCalibration(BaseModel):
