@@ -325,6 +325,13 @@ def create_app(bundle_path: Path | str, backend: Backend = "torch", settings: Se
         """Labels (ICD code + title, lab abnormalities), validation AUROCs, calibration, versions."""
         return service.model_info
 
+    async def _predicted(request: Request) -> Any:
+        """One uploaded ECG through the bounded pool: the prediction both predict routes return."""
+        upload = await receive_upload(request, settings)
+        kind, result = await service.pool.run(lambda: service.predict(upload))
+        request.state.upload_kind = kind
+        return result
+
     @app.post(
         "/v1/predict",
         response_model=PredictionResult,
@@ -334,10 +341,7 @@ def create_app(bundle_path: Path | str, backend: Backend = "torch", settings: Se
     )
     async def predict(request: Request) -> Any:
         """Predict diagnoses and lab abnormalities, with supporting labs, for one uploaded ECG."""
-        upload = await receive_upload(request, settings)
-        kind, result = await service.pool.run(lambda: service.predict(upload))
-        request.state.upload_kind = kind
-        return result
+        return await _predicted(request)
 
     @app.post(
         "/v1/predict/fhir",
@@ -356,9 +360,7 @@ def create_app(bundle_path: Path | str, backend: Backend = "torch", settings: Se
         """The same prediction as a FHIR R4 Bundle: DiagnosticReport + one Observation per finding."""
         from ecgkt.fhir import diagnostic_report_bundle
 
-        upload = await receive_upload(request, settings)
-        kind, result = await service.pool.run(lambda: service.predict(upload))
-        request.state.upload_kind = kind
+        result = await _predicted(request)
         return JSONResponse(diagnostic_report_bundle([result]), media_type="application/fhir+json")
 
     @app.post(
