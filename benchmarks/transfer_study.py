@@ -49,6 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="units trained at once (processes)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where transfer_study.* are copied")
+    parser.add_argument(
+        "--priority",
+        default=None,
+        help="comma-separated arms to finish for every replicate first (scheduling only; may change on resume)",
+    )
     parser.add_argument("--max-units", type=int, default=None, help="stop after this many units (tests)")
     return parser.parse_args(argv)
 
@@ -108,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             threads_per_worker=args.threads,
             results_dir=args.results,
             max_units=args.max_units,
+            priority=[a.strip() for a in args.priority.split(",") if a.strip()] if args.priority else None,
         )
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

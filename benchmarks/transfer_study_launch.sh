@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 RUN=${RUN:-runs/study}
 PATIENTS=${PATIENTS:-4600}
 BIN=${BIN:-.venv/bin}
+# Scheduling only (units are the same whatever the order): the paper's comparison first for every
+# replicate, then the other routes, so a budget cut short still leaves whole comparisons.
+PRIORITY=${PRIORITY:-signal+je-barlow,regft,multimodal+distill,je-infonce,je-vicreg}
 export OMP_NUM_THREADS=1 MPLBACKEND=Agg
 mkdir -p "$RUN"
 [ -d "$RUN/synth" ] || "$BIN/ecgkt" synth --out "$RUN/synth" --patients "$PATIENTS" --seed 0 --workers 2
@@ -15,4 +18,5 @@ mkdir -p "$RUN"
     --pretrain-pool --labelled-store "$RUN/store"
 exec "$BIN/python" benchmarks/transfer_study.py --store "$RUN/store" --out "$RUN/run" --preset cpu \
     --workers 2 --threads 1 --replicates 5 --test-folds 2 --fractions 0.05,0.2,1 --pool "$RUN/pool" \
-    --ceilings benchmarks/results/ceilings.json --ceiling-key "macro_auroc.ecg_params+demographics"
+    --ceilings benchmarks/results/ceilings.json --ceiling-key "macro_auroc.ecg_params+demographics" \
+    --priority "$PRIORITY"

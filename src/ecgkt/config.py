@@ -119,6 +119,12 @@ class PretrainConfig(_Strict):
     tabular_encoder: TabularEncoderConfig = Field(default_factory=lambda: TabularEncoderConfig.model_validate({}))
     projector: ProjectorConfig = Field(default_factory=lambda: ProjectorConfig.model_validate({}))
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig())
+    pool: str | None = Field(
+        default=None,
+        description="a pretraining pool store (`ecgkt build --pretrain-pool`): pretrain on its (ECG, tabular) "
+        "pairs instead of the labelled store's training records; the labelled store's validation and test "
+        "patients are kept out (ecgkt.train.transfer.splits.pool_for_store)",
+    )
 
     def objective_kwargs(self) -> dict[str, float]:
         """Keyword arguments for `ecgkt.objectives.build_objective` for the chosen objective."""

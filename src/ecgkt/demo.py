@@ -5,6 +5,7 @@ The README's main command. It needs no credentialed data and runs on a laptop CP
 and is skipped when that folder is already complete, so an interrupted demo resumes:
     OUT/cohort/      the synthetic MIMIC-IV folders (`ecgkt synth`)
     OUT/store/       the dataset store (`ecgkt build`)
+    OUT/pool/        with `--pretrain-pool`: the pretraining pool (`ecgkt build --pretrain-pool`)
     OUT/benchmark/   every training stage, table1.md/json, plots, per-label CSVs, the model bundle
 """
 
@@ -26,9 +27,12 @@ def run_demo(
     workers: int = 2,
     preset: str = "cpu",
     build_overrides: dict[str, Any] | None = None,
+    pretrain_pool: bool = False,
 ) -> Path:
     """Run (or resume) the three demo steps; returns the benchmark folder.
 
+    `pretrain_pool` pretrains the joint embedding on every ECG with tabular data (the pool export),
+    not only the labelled records: the route of the transfer study (docs/transfer-study.md).
     `preset` and `build_overrides` (BuildConfig fields) exist for tests that need a tinier run.
     """
     from rich.console import Console
@@ -40,9 +44,12 @@ def run_demo(
     console = Console()
     if patients < 20:
         raise ConfigError(f"--patients {patients}: the demo needs at least 20 patients to fill 20 folds")
-    config = load_config(preset, overrides={"seed": seed})  # validate before the long steps
     out.mkdir(parents=True, exist_ok=True)
-    cohort, store, bench = out / "cohort", out / "store", out / "benchmark"
+    cohort, store, bench, pool = out / "cohort", out / "store", out / "benchmark", out / "pool"
+    overrides: dict[str, Any] = {"seed": seed}
+    if pretrain_pool:
+        overrides["pretrain"] = {"pool": str(pool.resolve())}
+    config = load_config(preset, overrides=overrides)  # validate before the long steps
     timings: dict[str, float] = {}
 
     started = time.perf_counter()
@@ -66,6 +73,21 @@ def run_demo(
         console.print(f"[bold cyan]▶ cohort store[/] → {store}")
         build_config = BuildConfig(seed=seed, workers=workers, **(build_overrides or {}))
         build_store(MimicFolders.from_synthetic_root(cohort), store, build_config, progress=True)
+    if pretrain_pool:
+        from ecgkt.cohort.pretrain_pool import POOL_FILE
+
+        if (pool / POOL_FILE).is_file():
+            console.print(f"[dim]pretraining pool exists, skipping its build: {pool}[/]")
+        else:
+            from ecgkt.cohort.config import BuildConfig
+            from ecgkt.cohort.pretrain_pool import build_pretrain_pool
+            from ecgkt.mimic.layout import MimicFolders
+
+            console.print(f"[bold cyan]▶ pretraining pool[/] → {pool}")
+            build_config = BuildConfig(seed=seed, workers=workers, **(build_overrides or {}))
+            build_pretrain_pool(
+                MimicFolders.from_synthetic_root(cohort), pool, build_config, labelled_store=store, overwrite=True
+            )
     timings["build"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -105,6 +127,12 @@ def register(app: typer.Typer) -> None:
         patients: int = typer.Option(DEFAULT_PATIENTS, "--patients", help="Synthetic patients to generate."),
         seed: int = typer.Option(0, "--seed", help="One seed for cohort, folds and training."),
         workers: int = typer.Option(2, "--workers", help="Worker processes for synthesis and build."),
+        pretrain_pool: bool = typer.Option(
+            False,
+            "--pretrain-pool",
+            help="Also build the pretraining pool and pretrain the joint embedding on all its (ECG, tabular) "
+            "pairs (the transfer study's route), not only on the labelled records.",
+        ),
     ) -> None:
         """Synthetic cohort → build → benchmark (cpu preset) → Table 1 beside the paper's numbers."""
-        run_demo(out, patients=patients, seed=seed, workers=workers)
+        run_demo(out, patients=patients, seed=seed, workers=workers, pretrain_pool=pretrain_pool)

@@ -32,6 +32,14 @@ Resume = Annotated[
     bool, typer.Option("--resume", help="Continue an interrupted run from last.ckpt; reuse finished stages.")
 ]
 Seed = Annotated[int | None, typer.Option("--seed", help="Override the config's seed.")]
+PretrainPool = Annotated[
+    Path | None,
+    typer.Option(
+        "--pretrain-pool",
+        help="Pretraining pool store (`ecgkt build --pretrain-pool`): pretrain on all its (ECG, tabular) pairs, "
+        "the store's validation and test patients kept out. Sets pretrain.pool.",
+    ),
+]
 Encoder = Annotated[
     Path, typer.Option("--encoder", help="Previous stage's folder (or its encoder.safetensors).", show_default=False)
 ]
@@ -46,10 +54,15 @@ def register(app: typer.Typer) -> None:
     app.command("ablation")(ablation)
 
 
-def resolve_config(preset: str | None, config: Path | None, seed: int | None) -> RunConfig:
+def resolve_config(preset: str | None, config: Path | None, seed: int | None, pool: Path | None = None) -> RunConfig:
     from ecgkt.config import load_config
 
-    return load_config(preset, config, overrides={"seed": seed} if seed is not None else None)
+    overrides: dict[str, Any] = {}
+    if seed is not None:
+        overrides["seed"] = seed
+    if pool is not None:
+        overrides["pretrain"] = {"pool": str(pool.resolve())}
+    return load_config(preset, config, overrides=overrides or None)
 
 
 def encoder_file(path: Path) -> Path:
@@ -63,20 +76,38 @@ def encoder_file(path: Path) -> Path:
 
 
 def stage_command(
-    title: str, preset: str | None, config: Path | None, seed: int | None, run: Callable[[RunConfig], StageResult]
+    title: str,
+    preset: str | None,
+    config: Path | None,
+    seed: int | None,
+    run: Callable[[RunConfig], StageResult],
+    pool: Path | None = None,
 ) -> None:
     """One training stage: resolve the config from the shared options, run, print the summary (rank 0)."""
-    result = run(resolve_config(preset, config, seed))
+    result = run(resolve_config(preset, config, seed, pool))
     print_metrics(title, result.metrics)
 
 
 def pretrain(
-    store: Store, out: Out, preset: Preset = None, config: ConfigFile = None, resume: Resume = False, seed: Seed = None
+    store: Store,
+    out: Out,
+    preset: Preset = None,
+    config: ConfigFile = None,
+    resume: Resume = False,
+    seed: Seed = None,
+    pretrain_pool: PretrainPool = None,
 ) -> None:
     """Stage 1: joint-embedding pretraining of the ECG encoder against tabular data (no labels)."""
     from ecgkt.train.stages import run_pretrain
 
-    stage_command(f"pretrain → {out}", preset, config, seed, lambda cfg: run_pretrain(cfg, store, out, resume=resume))
+    stage_command(
+        f"pretrain → {out}",
+        preset,
+        config,
+        seed,
+        lambda cfg: run_pretrain(cfg, store, out, resume=resume),
+        pool=pretrain_pool,
+    )
 
 
 def finetune(
@@ -143,14 +174,20 @@ def train_baseline(
 
 
 def benchmark(
-    store: Store, out: Out, preset: Preset = None, config: ConfigFile = None, resume: Resume = False, seed: Seed = None
+    store: Store,
+    out: Out,
+    preset: Preset = None,
+    config: ConfigFile = None,
+    resume: Resume = False,
+    seed: Seed = None,
+    pretrain_pool: PretrainPool = None,
 ) -> None:
     """All four rows of Table 1 from one config: table1.md/json, per-label CSVs, plots, the bundle."""
     from rich.console import Console
 
     from ecgkt.train.table1 import print_table, run_benchmark
 
-    table = run_benchmark(resolve_config(preset, config, seed), store, out, resume=resume)
+    table = run_benchmark(resolve_config(preset, config, seed, pretrain_pool), store, out, resume=resume)
     if not table.rows:  # a non-zero DDP rank
         return
     console = Console()

@@ -301,6 +301,13 @@ def run_pretrain(
     if isinstance(state, StageResult):
         return state
     stage = config.pretrain
+    if stage.pool is not None:  # pretrain on the pool's pairs, the labelled store's val/test patients kept out
+        from ecgkt.train.transfer.splits import SplitError, pool_for_store
+
+        try:
+            store = pool_for_store(Path(stage.pool), Path(store), out / "pool-store", config.seed)
+        except SplitError as error:
+            raise StageError(str(error)) from None
     datamodule = StoreDataModule(store, config.data, seed=config.seed, target=None, tabular_groups=stage.tabular_groups)
     n_numeric, cardinalities = datamodule.tabular_shape
     module = JointEmbeddingModule(
@@ -334,6 +341,7 @@ def run_pretrain(
             "epochs": trainer.current_epoch,
             "train_seconds": round(seconds, 1),
             "n_records": {split: len(datamodule.dataset(split)) for split in ("train", "val")},
+            "pretrain_store": str(store),
             "tabular_groups": list(stage.tabular_groups),
             "n_tabular_numeric": n_numeric,
             "n_tabular_categorical": len(cardinalities),

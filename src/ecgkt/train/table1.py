@@ -360,7 +360,12 @@ def render_markdown(table: Table1) -> str:
         f"(train {cohort['n_train']}, val {cohort['n_val']}, test {cohort['n_test']}), "
         f"{cohort['n_diagnosis_labels']} diagnosis labels, {cohort['n_lab_labels']} lab-abnormality labels.",
         f"Preset `{settings['preset']}`, seed {settings['seed']}, objective `{settings['objective']}`, "
-        f"frozen encoder layers in stage 2: {settings['freeze_layers']}, stage-3 encoder: {settings['labs_encoder']}.",
+        f"frozen encoder layers in stage 2: {settings['freeze_layers']}, stage-3 encoder: {settings['labs_encoder']}, "
+        + (
+            f"pretrained on the pool `{settings['pretrain_pool']}`."
+            if settings.get("pretrain_pool")
+            else "pretrained on the store's training records."
+        ),
         f"Test-fold macro AUROC with {settings['confidence']:.0%} bootstrap CI "
         f"({settings['bootstrap_resamples']} resamples of test records). ● required, ○ not required.",
         "",
@@ -446,6 +451,13 @@ def run_benchmark(config: RunConfig, store: str | Path, out_dir: str | Path, *, 
     be trained the benchmark stops before any training.
     """
     store_path, out = Path(store), Path(out_dir)
+    if config.pretrain.pool is not None:  # an explicit option: a bad pool is an error, not a missing row
+        from ecgkt.train.transfer.splits import SplitError, check_pool
+
+        try:
+            check_pool(Path(config.pretrain.pool), store_path)
+        except SplitError as error:
+            raise StageError(str(error)) from None
     unavailable = preflight(config, store_path)
     trainable = [key for key, reason in unavailable.items() if reason is None]
     if not trainable:
@@ -537,6 +549,7 @@ def _settings(config: RunConfig) -> dict[str, Any]:
         "preset": config.preset,
         "seed": config.seed,
         "objective": config.pretrain.objective,
+        "pretrain_pool": config.pretrain.pool,
         "freeze_layers": config.finetune.freeze_layers,
         "labs_encoder": config.labs.encoder,
         "bootstrap_resamples": config.evaluation.bootstrap_resamples,

@@ -44,9 +44,11 @@ __all__ = [
     "DERIVED_MARKER",
     "ReplicatePlan",
     "SplitError",
+    "check_pool",
     "derive_pool_store",
     "derive_store",
     "labelled_subjects",
+    "pool_for_store",
     "primary_labels",
     "replicate_plan",
 ]
@@ -247,6 +249,32 @@ def derive_pool_store(pool_path: Path, base_path: Path, out: Path, plan: Replica
         "n_train_records": int((fold == 0).sum()),
     }
     return _write_derived(pool, out, fold, folds, fold == 0, description)
+
+
+def check_pool(pool_path: Path, store_path: Path) -> None:
+    """Refuse a pool that cannot pretrain for `store_path` (seconds, before any training): not a
+    store, no subject ids, or other preprocessing (rate, crop length, filters) — the encoder it
+    pretrains is fine-tuned on the store's records, so a mismatch would be silently wrong."""
+    for path, what in ((pool_path, "pretraining pool"), (store_path, "labelled store")):
+        if not (path / MANIFEST_FILE).is_file():
+            raise SplitError(f"{path}: no {MANIFEST_FILE} here; the {what} must be a store written by `ecgkt build`")
+    pool, store = Store.open(pool_path), Store.open(store_path)
+    if "subject_id" not in pool.records.columns:
+        raise SplitError(f"{pool_path / RECORDS_FILE}: the pretraining pool needs a subject_id column")
+    if pool.manifest.preprocessing != store.manifest.preprocessing:
+        raise SplitError(
+            f"{pool_path}: the pool's preprocessing ({pool.manifest.preprocessing}) differs from the labelled "
+            f"store's ({store.manifest.preprocessing}); build both with the same settings"
+        )
+
+
+def pool_for_store(pool_path: Path, store_path: Path, out: Path, seed: int) -> Path:
+    """The pretraining pool of a labelled store's own split (what `pretrain.pool` trains on): the
+    pool minus the store's test patients, its validation patients as the validation split."""
+    check_pool(pool_path, store_path)
+    folds = Store.open(store_path).manifest.folds
+    plan = ReplicatePlan(0, seed, tuple(folds.train), tuple(folds.val), tuple(folds.test))
+    return derive_pool_store(pool_path, store_path, out, plan)
 
 
 def primary_labels(

@@ -31,7 +31,7 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -191,6 +191,25 @@ def study_units(config: StudyConfig) -> list[Unit]:
                     depends = (arm_key("multimodal", fraction, r),)
                 units.append(Unit("arm", arm, r, fraction, depends))
     return units
+
+
+def prioritised(units: list[Unit], priority: Sequence[str] | None) -> list[Unit]:
+    """`units` reordered so the arms named earlier in `priority` finish for every replicate first.
+
+    The order is a scheduling choice, not part of the plan: it decides which units exist after a given
+    compute budget, never what a unit computes. A unit that others depend on (pretraining, the
+    multimodal teacher) ranks with the earliest of its dependents; arms not named come last. Arms
+    joined by "+" share a rank, so they advance replicate by replicate together (signal-only and
+    its comparator, say)."""
+    if not priority:
+        return units
+    rank = {arm: i for i, group in enumerate(priority) for arm in group.split("+")}
+    tier = {u.key: rank.get(u.name, len(rank)) for u in units if u.kind == "arm"}
+    for unit in units:  # dependencies are one level deep: pretrain → arm, multimodal → distill
+        for dep in unit.depends:
+            tier[dep] = min(tier.get(dep, len(rank)), tier[unit.key])
+    position = {u.key: i for i, u in enumerate(units)}
+    return sorted(units, key=lambda u: (tier.get(u.key, len(rank)), u.replicate, position[u.key]))
 
 
 # ---- the plan (fixed before the runs) --------------------------------------------------------------
@@ -503,9 +522,11 @@ def worker_loop(
     poll_seconds: float = 5.0,
     max_units: int | None = None,
     log: Callable[[str], None] = print,
+    priority: Sequence[str] | None = None,
 ) -> int:
-    """Take ready, unclaimed units until none is left; return how many this worker ran."""
-    units = study_units(config)
+    """Take ready, unclaimed units (in `priority` order, see `prioritised`) until none is left;
+    return how many this worker ran."""
+    units = prioritised(study_units(config), priority)
     ran = 0
     while True:
         pending = [u for u in units if not paths.unit_file(u.key).exists()]
@@ -544,14 +565,16 @@ def worker_loop(
             time.sleep(poll_seconds)
 
 
-def _worker_entry(config_json: str, plan_json: str, out: str, store: str, threads: int, results: str | None) -> None:
+def _worker_entry(
+    config_json: str, plan_json: str, out: str, store: str, threads: int, results: str | None, priority: list[str]
+) -> None:
     import torch
 
     torch.set_num_threads(threads)
     config = StudyConfig.model_validate_json(config_json)
     plan = json.loads(plan_json)
     paths = StudyPaths(Path(out), Path(store))
-    worker_loop(config, plan, paths, on_unit_done=_reporter(config, plan, paths, results))
+    worker_loop(config, plan, paths, on_unit_done=_reporter(config, plan, paths, results), priority=priority)
 
 
 def _reporter(config: StudyConfig, plan: dict[str, Any], paths: StudyPaths, results: str | None) -> Callable[[], None]:
@@ -572,9 +595,14 @@ def run_study(
     threads_per_worker: int = 1,
     results_dir: Path | None = None,
     max_units: int | None = None,
+    priority: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Plan (or check the plan of) the study in `out`, run every unit that is not done with `workers`
-    processes, and write the report. Safe to kill at any time and to rerun with the same arguments."""
+    processes, and write the report. Safe to kill at any time and to rerun with the same arguments
+    (`priority` may change between runs: it only orders the units)."""
+    unknown = sorted({arm for group in priority or () for arm in group.split("+")} - set(config.arms))
+    if unknown:
+        raise StudyError(f"--priority names arms that are not in the study: {unknown} (arms: {config.arms})")
     from ecgkt.train.transfer.report import write_report
 
     plan = plan_study(config, store, out)
@@ -590,7 +618,12 @@ def run_study(
 
         torch.set_num_threads(threads_per_worker)
         worker_loop(
-            config, plan, paths, on_unit_done=_reporter(config, plan, paths, _str(results_dir)), max_units=max_units
+            config,
+            plan,
+            paths,
+            on_unit_done=_reporter(config, plan, paths, _str(results_dir)),
+            max_units=max_units,
+            priority=priority,
         )
     else:
         import multiprocessing
@@ -606,6 +639,7 @@ def run_study(
                     str(store),
                     threads_per_worker,
                     _str(results_dir),
+                    list(priority or ()),
                 ),
             )
             for _ in range(workers)
