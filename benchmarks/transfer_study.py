@@ -54,6 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="comma-separated arms to finish for every replicate first (scheduling only; may change on resume)",
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only re-aggregate the finished units of --out into the report (no training)",
+    )
     parser.add_argument("--max-units", type=int, default=None, help="stop after this many units (tests)")
     return parser.parse_args(argv)
 
@@ -102,6 +107,16 @@ def study_config(args: argparse.Namespace) -> StudyConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report_only:
+        from ecgkt.train.transfer.report import write_report
+
+        if not (args.out / "study_plan.json").is_file():
+            print(f"error: {args.out}: no study_plan.json; nothing to report", file=sys.stderr)
+            return 2
+        result = write_report(args.out, args.results)
+        print(f"{result['units_done']} units reported")
+        print((args.out / "transfer_study.md").read_text())
+        return 0
     try:
         config = study_config(args)
         started = time.perf_counter()

@@ -180,3 +180,33 @@ def test_ceiling_is_read_at_a_dotted_key_and_a_missing_key_lists_the_numbers(tmp
     assert load_ceiling(path, "tabular_oracle.diagnoses") == pytest.approx(0.9)
     with pytest.raises(StudyError, match=r"tabular_oracle\.diagnoses"):
         load_ceiling(path, "nope")
+
+
+def test_verdicts_use_the_wider_interval_and_the_001_bar() -> None:
+    from ecgkt.train.transfer.report import resolves, verdict
+
+    records_only = {"delta": 0.02, "ci_low": 0.012, "ci_high": 0.028}
+    assert verdict(records_only) == "better" and resolves(records_only)
+    # the seeds interval is wider and crosses 0: no longer 'better'
+    with_seeds = {**records_only, "t_ci_low": -0.01, "t_ci_high": 0.05}
+    assert verdict(with_seeds) == "unresolved" and not resolves(with_seeds)
+    assert verdict({"delta": -0.02, "ci_low": -0.03, "ci_high": -0.01}) == "worse"
+    assert verdict({"delta": 0.001, "ci_low": -0.004, "ci_high": 0.006}) == "equivalent"
+
+
+def test_pairs_scored_on_other_records_are_refused_and_draws_are_shared_per_replicate() -> None:
+    from ecgkt.train.transfer.report import pool_differences, resample_counts, score_run
+
+    rng = np.random.default_rng(1)
+    targets = (rng.random((60, 3)) < 0.5).astype(np.float32)
+    probs_a, probs_b = rng.random((60, 3)).astype(np.float32), rng.random((60, 3)).astype(np.float32)
+    counts = resample_counts(60, replicate=2, n_resamples=30, seed=0)
+    assert np.array_equal(counts, resample_counts(60, replicate=2, n_resamples=30, seed=0))
+    assert not np.array_equal(counts, resample_counts(60, replicate=3, n_resamples=30, seed=0))
+    a, b = score_run(targets, probs_a, counts), score_run(targets, probs_b, counts)
+    pooled = pool_differences([(a, b)])
+    assert pooled["delta"] == pytest.approx(a.point - b.point)
+    other_targets = targets.copy()
+    other_targets[0, 0] = 1.0 - other_targets[0, 0]
+    with pytest.raises(ValueError, match="different test records"):
+        pool_differences([(a, score_run(other_targets, probs_b, counts))])
