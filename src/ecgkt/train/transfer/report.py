@@ -36,6 +36,7 @@ from ecgkt.train.evaluation import load_predictions, write_json
 
 __all__ = [
     "ReplicatePredictions",
+    "RunScores",
     "ScoredRun",
     "aggregate",
     "load_ceiling",
@@ -209,7 +210,7 @@ def _primary_view(path: str, labels: Sequence[str]) -> tuple[NDArray[np.float32]
     return targets[:, index], probs[:, index]
 
 
-class _RunScores:
+class RunScores:
     """Each finished run scored once (point + bootstrap draws), cached in OUT/report_cache/<unit>.npz.
 
     A unit's predictions never change once its unit.json exists; the cache entry also records the
@@ -271,7 +272,7 @@ def aggregate(out: Path) -> dict[str, Any]:
     ceiling = None
     if config.get("ceilings"):
         ceiling = load_ceiling(Path(config["ceilings"]), config.get("ceiling_key", ""))
-    score = _RunScores(out, labels, int(config["bootstrap_resamples"]), int(config["base_seed"]))
+    score = RunScores(out, labels, int(config["bootstrap_resamples"]), int(config["base_seed"]))
     cells: list[dict[str, Any]] = []
     routes: list[dict[str, Any]] = []
     for fraction in sorted({float(f) for f in config["fractions"]}):
@@ -330,7 +331,7 @@ def _route_comparison(
     fraction: float,
     cells: Mapping[str, Mapping[str, Any]],
     by_cell: Mapping[tuple[str, float], Mapping[int, Mapping[str, Any]]],
-    score: _RunScores,
+    score: RunScores,
 ) -> dict[str, Any]:
     """Which ECG-only route is best at this fraction: the one with the largest pooled Δ vs
     signal-only, and its paired difference to every other route on the replicates both finished."""
