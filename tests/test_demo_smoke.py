@@ -36,3 +36,26 @@ def test_demo_end_to_end_and_resume(tmp_path: Path) -> None:
     stamp = (bench / "finetune" / "metrics.json").stat().st_mtime_ns
     run_demo(out, patients=300, preset="smoke", build_overrides=tiny_build)  # resumes: every step is skipped
     assert (bench / "finetune" / "metrics.json").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_demo_with_the_pretraining_pool(tmp_path: Path) -> None:
+    """`ecgkt demo --pretrain-pool`: the pool is built beside the store, pretraining reads its pairs
+    (more than the store's training records, none of a test patient) and the bundle is still made."""
+    from ecgkt.demo import run_demo
+    from ecgkt.store import Store
+
+    torch.set_num_threads(2)
+    out = tmp_path / "demo"
+    tiny_build = {"lab_label_min_positives": 3, "lab_label_min_negatives": 3}
+    bench = run_demo(out, patients=200, preset="smoke", build_overrides=tiny_build, pretrain_pool=True)
+    metrics = json.loads((bench / "pretrain" / "metrics.json").read_text())
+    pool_store = Store.open(Path(metrics["pretrain_store"]))
+    labelled = Store.open(out / "store")
+    assert Path(metrics["pretrain_store"]).parent == bench / "pretrain"
+    assert metrics["n_records"]["train"] > len(labelled.split_indices("train"))
+    test_subjects = set(labelled.records["subject_id"].to_numpy()[labelled.split_indices("test")].tolist())
+    train_subjects = set(pool_store.records["subject_id"].to_numpy()[pool_store.split_indices("train")].tolist())
+    assert test_subjects and not test_subjects & train_subjects
+    assert "pretrained on the pool" in (bench / "table1.md").read_text()
+    assert (bench / "bundle").is_dir()
