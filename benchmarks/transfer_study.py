@@ -108,12 +108,12 @@ def study_config(args: argparse.Namespace) -> StudyConfig:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report_only:
-        from ecgkt.train.transfer.report import write_report
+        from ecgkt.train.transfer.study import write_reports
 
         if not (args.out / "study_plan.json").is_file():
             print(f"error: {args.out}: no study_plan.json; nothing to report", file=sys.stderr)
             return 2
-        result = write_report(args.out, args.results)
+        result = write_reports(args.out, args.results)
         print(f"{result['units_done']} units reported")
         print((args.out / "transfer_study.md").read_text())
         return 0

@@ -28,11 +28,14 @@ def run_demo(
     preset: str = "cpu",
     build_overrides: dict[str, Any] | None = None,
     pretrain_pool: bool = False,
+    config_file: Path | None = None,
 ) -> Path:
     """Run (or resume) the three demo steps; returns the benchmark folder.
 
     `pretrain_pool` pretrains the joint embedding on every ECG with tabular data (the pool export),
     not only the labelled records: the route of the transfer study (docs/transfer-study.md).
+    `config_file` is a YAML of RunConfig keys over the preset (e.g. the study's
+    `benchmarks/results/transfer_route.yaml`).
     `preset` and `build_overrides` (BuildConfig fields) exist for tests that need a tinier run.
     """
     from rich.console import Console
@@ -44,12 +47,12 @@ def run_demo(
     console = Console()
     if patients < 20:
         raise ConfigError(f"--patients {patients}: the demo needs at least 20 patients to fill 20 folds")
-    out.mkdir(parents=True, exist_ok=True)
     cohort, store, bench, pool = out / "cohort", out / "store", out / "benchmark", out / "pool"
     overrides: dict[str, Any] = {"seed": seed}
     if pretrain_pool:
         overrides["pretrain"] = {"pool": str(pool.resolve())}
-    config = load_config(preset, overrides=overrides)  # validate before the long steps
+    config = load_config(preset, config_file, overrides=overrides)  # validate before the long steps
+    out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
     started = time.perf_counter()
@@ -133,6 +136,13 @@ def register(app: typer.Typer) -> None:
             help="Also build the pretraining pool and pretrain the joint embedding on all its (ECG, tabular) "
             "pairs (the transfer study's route), not only on the labelled records.",
         ),
+        config: Path | None = typer.Option(
+            None,
+            "--config",
+            help="YAML of training config keys over the cpu preset, e.g. benchmarks/results/transfer_route.yaml.",
+        ),
     ) -> None:
         """Synthetic cohort → build → benchmark (cpu preset) → Table 1 beside the paper's numbers."""
-        run_demo(out, patients=patients, seed=seed, workers=workers, pretrain_pool=pretrain_pool)
+        run_demo(
+            out, patients=patients, seed=seed, workers=workers, pretrain_pool=pretrain_pool, config_file=config
+        )

@@ -81,3 +81,11 @@ def test_benchmark_cli_refuses_a_bad_pool_before_training(tiny_store: Path, tmp_
     assert result.exit_code == 2, result.output
     assert "no-pool" in result.output and "Traceback" not in result.output
     assert not (out / "pretrain").exists()
+
+
+def test_demo_refuses_a_missing_config_before_any_work(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--config", str(tmp_path / "route.yaml")])
+    assert result.exit_code == 2, result.output
+    assert "route.yaml" in result.output and "Traceback" not in result.output
+    assert not out.exists()

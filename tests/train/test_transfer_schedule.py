@@ -44,3 +44,29 @@ def test_the_named_comparison_finishes_for_every_replicate_first() -> None:
 def test_priority_naming_an_unknown_arm_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(StudyError, match="not-an-arm"):
         run_study(CONFIG, tmp_path / "store", tmp_path / "out", priority=["signal+not-an-arm"])
+
+
+def test_route_config_reproduces_the_je_arms_settings_and_refuses_other_arms() -> None:
+    from ecgkt.config import load_config
+    from ecgkt.train.transfer.study import Unit, route_config, unit_run_config
+
+    config = StudyConfig.model_validate({"preset": "smoke", "barlow": {"width": 64}})
+    route = load_config(config.preset, overrides=route_config(config, "je-barlow", n_labelled=5000))
+    pretrain = unit_run_config(config, Unit("pretrain", "je-barlow", 0), 0, None)
+    finetune = unit_run_config(config, Unit("arm", "je-barlow", 0, 1.0), 0, 5000)
+    assert route.pretrain == pretrain.pretrain and route.pretrain.barlow_lambda == 1 / 64
+    assert route.finetune == finetune.finetune and route.baseline == finetune.baseline
+    with pytest.raises(StudyError, match="not a joint-embedding arm"):
+        route_config(config, "regft", n_labelled=5000)
+
+
+def test_best_route_is_ranked_on_the_replicates_every_candidate_finished() -> None:
+    from ecgkt.train.transfer.report import best_arm
+
+    cells = {  # a: better on the shared replicate 0; b: a lucky extra replicate lifts its mean
+        "a": {"vs_signal": {"replicates": [0, 1, 2], "per_replicate": [0.02, 0.0, 0.0], "delta": 0.0067}},
+        "b": {"vs_signal": {"replicates": [0, 3], "per_replicate": [0.01, 0.05], "delta": 0.03}},
+    }
+    assert best_arm(cells, ["a", "b"]) == ("a", [0])
+    cells["c"] = {"vs_signal": {"replicates": [4], "per_replicate": [0.04], "delta": 0.04}}
+    assert best_arm(cells, ["a", "b", "c"]) == ("c", [])  # nothing shared: each arm's own mean

@@ -59,6 +59,13 @@ def test_study_survives_kill_9_and_finishes_on_rerun(tiny_store: Path, tmp_path:
     assert je["n_replicates"] == 2 and je["vs_signal"]["n_replicates"] == 2
     assert (results / "transfer_study.md").read_text().startswith("# Transfer study")
     assert (results / "transfer_study.png").stat().st_size > 0
+    assert "## Answers" in (results / "transfer_study.md").read_text()
+    # the best JE route at the largest fraction, as a config `ecgkt benchmark --config` accepts
+    from ecgkt.config import load_config
+
+    route = load_config(None, results / "transfer_route.yaml")
+    assert route.preset == "smoke" and route.pretrain.objective == "barlow_twins"
+    assert route.pretrain.projector.out_dim == 128 and route.finetune.optim == route.baseline.optim
     test_folds = {
         tuple(json.loads((out / "units" / f"signal_f0.5_r{r}" / "unit.json").read_text())["test_folds"]) for r in (0, 1)
     }

@@ -39,6 +39,7 @@ __all__ = [
     "RunScores",
     "ScoredRun",
     "aggregate",
+    "best_arm",
     "load_ceiling",
     "pool_differences",
     "pooled_paired_difference",
@@ -301,6 +302,7 @@ def aggregate(out: Path) -> dict[str, Any]:
                     cell["vs_signal"] = pool_differences([(score(runs[r]), score(signal[r])) for r in paired])
                 except ValueError as error:
                     raise ValueError(f"{arm} at fraction {fraction:g}: {error}") from None
+                cell["vs_signal"]["replicates"] = paired
                 common = sorted(set(paired) & set(multimodal))
                 if common and arm != "multimodal":
                     arm_mean = np.mean([macros[r] for r in common])
@@ -327,6 +329,20 @@ def aggregate(out: Path) -> dict[str, Any]:
     }
 
 
+def best_arm(cells: Mapping[str, Mapping[str, Any]], candidates: Sequence[str]) -> tuple[str, list[int]]:
+    """The candidate with the largest mean Δ vs signal-only on the replicates every candidate has
+    finished (arms finish replicates at different times: ranking means over different replicates
+    would favour whichever drew the easier folds); with no common replicate, on each one's own."""
+    per_arm = {
+        arm: dict(zip(cells[arm]["vs_signal"]["replicates"], cells[arm]["vs_signal"]["per_replicate"], strict=True))
+        for arm in candidates
+    }
+    common = sorted(set.intersection(*(set(deltas) for deltas in per_arm.values())))
+    if common:
+        return max(candidates, key=lambda arm: float(np.mean([per_arm[arm][r] for r in common]))), common
+    return max(candidates, key=lambda arm: cells[arm]["vs_signal"]["delta"]), []
+
+
 def _route_comparison(
     fraction: float,
     cells: Mapping[str, Mapping[str, Any]],
@@ -339,7 +355,7 @@ def _route_comparison(
     result: dict[str, Any] = {"fraction": fraction, "best": None, "versus": {}}
     if not candidates:
         return result
-    best = max(candidates, key=lambda arm: cells[arm]["vs_signal"]["delta"])
+    best, result["ranked_on_replicates"] = best_arm(cells, candidates)
     result["best"] = best
     best_runs = by_cell[(best, fraction)]
     for other in candidates:

@@ -56,8 +56,10 @@ __all__ = [
     "StudyError",
     "Unit",
     "plan_study",
+    "route_config",
     "run_study",
     "study_units",
+    "write_reports",
 ]
 
 ArmName = Literal["signal", "multimodal", "je-barlow", "je-infonce", "je-vicreg", "regft", "distill"]
@@ -353,22 +355,48 @@ def unit_run_config(config: StudyConfig, unit: Unit, seed: int, n_labelled: int 
     # The worker's thread count (set by run_study / the worker entry) wins over the preset's
     # trainer.cpu_threads, which the stages would otherwise apply with torch.set_num_threads.
     overrides: dict[str, Any] = {"seed": seed, "trainer": {"cpu_threads": _threads(), "progress_bar": False}}
-    if unit.kind == "pretrain" and unit.name == "je-barlow":
-        overrides["pretrain"] = {
+    if unit.kind == "pretrain":
+        overrides["pretrain"] = pretrain_overrides(config, unit.name)
+    if n_labelled is not None:
+        overrides.update(supervised_overrides(config, base, n_labelled))
+    return load_config(config.preset, overrides=_merge(config.run_config, overrides))
+
+
+def pretrain_overrides(config: StudyConfig, arm: str) -> dict[str, Any]:
+    """The `pretrain` section of a JE arm: its objective; Barlow Twins also sized to the batch."""
+    if arm == "je-barlow":
+        return {
             "objective": "barlow_twins",
             "barlow_lambda": config.barlow.resolved_lambda,
             "projector": {"hidden": config.barlow.width, "out_dim": config.barlow.width},
         }
-    elif unit.kind == "pretrain":
-        overrides["pretrain"] = {"objective": JE_OBJECTIVE[unit.name]}
-    if n_labelled is not None:
-        optim = base.baseline.optim.model_dump()
-        optim["max_epochs"] = supervised_epochs(
-            optim["max_epochs"], n_labelled, base.data.batch_size, config.min_supervised_steps
+    return {"objective": JE_OBJECTIVE[arm]}
+
+
+def supervised_overrides(config: StudyConfig, base: RunConfig, n_labelled: int) -> dict[str, Any]:
+    """The one supervised schedule of every arm: fine-tuning uses the baseline's optimiser and head,
+    with epochs sized for the number of labelled records (`supervised_epochs`)."""
+    optim = base.baseline.optim.model_dump()
+    optim["max_epochs"] = supervised_epochs(
+        optim["max_epochs"], n_labelled, base.data.batch_size, config.min_supervised_steps
+    )
+    return {"baseline": {"optim": optim}, "finetune": {"optim": optim, "head": base.baseline.head.model_dump()}}
+
+
+def route_config(config: StudyConfig, arm: str, n_labelled: int) -> dict[str, Any]:
+    """RunConfig keys (over `config.preset`) under which `ecgkt benchmark` / `ecgkt demo --config`
+    train a JE arm of the study as the study does: its pretraining objective and projector, the shared
+    supervised schedule. The pool is a path, so it is given separately (`--pretrain-pool`). Only
+    the JE arms map onto the benchmark's stages (regft and distill need their own modules)."""
+    if arm not in JE_OBJECTIVE:
+        raise StudyError(
+            f"arm {arm!r} is not a joint-embedding arm; only {sorted(JE_OBJECTIVE)} map onto the benchmark"
         )
-        overrides["baseline"] = {"optim": optim}
-        overrides["finetune"] = {"optim": optim, "head": base.baseline.head.model_dump()}
-    return load_config(config.preset, overrides=_merge(config.run_config, overrides))
+    overrides = {
+        "pretrain": pretrain_overrides(config, arm),
+        **supervised_overrides(config, config.base_run_config(), n_labelled),
+    }
+    return _merge(config.run_config, overrides)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -579,9 +607,7 @@ def _worker_entry(
 
 def _reporter(config: StudyConfig, plan: dict[str, Any], paths: StudyPaths, results: str | None) -> Callable[[], None]:
     def report() -> None:
-        from ecgkt.train.transfer.report import write_report
-
-        write_report(paths.out, Path(results) if results else None)
+        write_reports(paths.out, Path(results) if results else None)
 
     return report
 
@@ -603,8 +629,6 @@ def run_study(
     unknown = sorted({arm for group in priority or () for arm in group.split("+")} - set(config.arms))
     if unknown:
         raise StudyError(f"--priority names arms that are not in the study: {unknown} (arms: {config.arms})")
-    from ecgkt.train.transfer.report import write_report
-
     plan = plan_study(config, store, out)
     paths = StudyPaths(out, store)
     for r in range(config.replicates):  # derived stores up front: workers only read them
@@ -652,7 +676,48 @@ def run_study(
         failed = [p.exitcode for p in processes if p.exitcode != 0]
         if failed:
             raise StudyError(f"{out}: {len(failed)} worker(s) failed (exit codes {failed}); see their output above")
-    return write_report(out, results_dir)
+    return write_reports(out, results_dir)
+
+
+ROUTE_FILE = "transfer_route.yaml"
+
+
+def write_reports(out: Path, results_dir: Path | None = None) -> dict[str, Any]:
+    """The study's report (`report.write_report`) and, once a JE arm has been compared at the
+    largest label fraction, `transfer_route.yaml`: the RunConfig keys that make `ecgkt benchmark`
+    (or `ecgkt demo --config`) train the best JE route as the study did."""
+    import yaml
+
+    from ecgkt.train.transfer.report import best_arm, widest_interval, write_report
+
+    result = write_report(out, results_dir)
+    config = StudyConfig.model_validate(result["plan"]["config"])
+    top = max(config.fractions)
+    cells = {
+        c["arm"]: c for c in result["cells"] if c["fraction"] == top and c["arm"] in JE_OBJECTIVE and c.get("vs_signal")
+    }
+    if not cells:
+        return result
+    arm, ranked_on = best_arm(cells, list(cells))
+    best = cells[arm]
+    pooled = best["vs_signal"]
+    low, high = widest_interval(pooled)
+    route = json.loads(
+        json.dumps({"preset": config.preset, **route_config(config, arm, max(best["n_labelled"] or [0]))})
+    )
+    header = (
+        f"# The transfer study's best joint-embedding route at {top:.0%} labels: {best['arm']}, "
+        f"Δ macro AUROC vs signal-only {pooled['delta']:+.3f} [{low:+.3f}, {high:+.3f}] over "
+        f"{pooled['n_replicates']} replicate(s) (wider 95 % interval; see transfer_study.md); ranked against the "
+        f"other JE arms on replicates {ranked_on or 'of each arm'}.\n"
+        "# Train it: ecgkt benchmark --store STORE --out OUT --config THIS_FILE --pretrain-pool POOL\n"
+        "#       or: ecgkt demo --config THIS_FILE --pretrain-pool\n"
+        "# Written by the study's report from its plan; do not edit (rerun the report instead).\n"
+    )
+    text = header + yaml.safe_dump(route, sort_keys=True)
+    for folder in [out] + ([results_dir] if results_dir is not None else []):
+        write_text_atomically(folder / ROUTE_FILE, text)
+    return result
 
 
 def _str(path: Path | None) -> str | None:
