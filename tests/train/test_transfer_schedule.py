@@ -60,13 +60,21 @@ def test_route_config_reproduces_the_je_arms_settings_and_refuses_other_arms() -
         route_config(config, "regft", n_labelled=5000)
 
 
-def test_best_route_is_ranked_on_the_replicates_every_candidate_finished() -> None:
+def test_best_route_is_the_one_no_other_beats_on_shared_replicates() -> None:
     from ecgkt.train.transfer.report import best_arm
 
-    cells = {  # a: better on the shared replicate 0; b: a lucky extra replicate lifts its mean
+    cells = {  # a beats b on their shared replicate 0; b's pooled mean is lifted by a lucky replicate 3
         "a": {"vs_signal": {"replicates": [0, 1, 2], "per_replicate": [0.02, 0.0, 0.0], "delta": 0.0067}},
         "b": {"vs_signal": {"replicates": [0, 3], "per_replicate": [0.01, 0.05], "delta": 0.03}},
     }
-    assert best_arm(cells, ["a", "b"]) == ("a", [0])
-    cells["c"] = {"vs_signal": {"replicates": [4], "per_replicate": [0.04], "delta": 0.04}}
-    assert best_arm(cells, ["a", "b", "c"]) == ("c", [])  # nothing shared: each arm's own mean
+    assert best_arm(cells, ["a", "b"]) == "a"
+    # c shares replicates 1 and 2 with a and is ahead there, though behind a's pooled mean on 0
+    cells["c"] = {"vs_signal": {"replicates": [1, 2], "per_replicate": [0.004, 0.002], "delta": 0.003}}
+    assert best_arm(cells, ["a", "b", "c"]) == "c"
+    # a cycle (nobody unbeaten) falls back to the largest pooled Δ
+    cycle = {
+        "x": {"vs_signal": {"replicates": [0, 1], "per_replicate": [0.02, 0.0], "delta": 0.01}},
+        "y": {"vs_signal": {"replicates": [1, 2], "per_replicate": [0.01, 0.0], "delta": 0.005}},
+        "z": {"vs_signal": {"replicates": [0, 2], "per_replicate": [0.0, 0.01], "delta": 0.005}},
+    }
+    assert best_arm(cycle, ["x", "y", "z"]) == "x"

@@ -329,18 +329,24 @@ def aggregate(out: Path) -> dict[str, Any]:
     }
 
 
-def best_arm(cells: Mapping[str, Mapping[str, Any]], candidates: Sequence[str]) -> tuple[str, list[int]]:
-    """The candidate with the largest mean Δ vs signal-only on the replicates every candidate has
-    finished (arms finish replicates at different times: ranking means over different replicates
-    would favour whichever drew the easier folds); with no common replicate, on each one's own."""
+def best_arm(cells: Mapping[str, Mapping[str, Any]], candidates: Sequence[str]) -> str:
+    """The route that is at least as good as every other one, paired on the replicates both have
+    finished (mean of Δ_a,r − Δ_b,r over shared r); ties, or no such route, go to the largest pooled Δ.
+
+    Arms finish replicates at different times, so pooled means over different replicates are not
+    comparable (whichever drew the easier folds would win), and ranking on the replicates *all*
+    arms share would throw away most of the data once one arm lags behind."""
     per_arm = {
         arm: dict(zip(cells[arm]["vs_signal"]["replicates"], cells[arm]["vs_signal"]["per_replicate"], strict=True))
         for arm in candidates
     }
-    common = sorted(set.intersection(*(set(deltas) for deltas in per_arm.values())))
-    if common:
-        return max(candidates, key=lambda arm: float(np.mean([per_arm[arm][r] for r in common]))), common
-    return max(candidates, key=lambda arm: cells[arm]["vs_signal"]["delta"]), []
+
+    def ahead(a: str, b: str) -> bool:
+        shared = set(per_arm[a]) & set(per_arm[b])
+        return not shared or float(np.mean([per_arm[a][r] - per_arm[b][r] for r in shared])) >= 0.0
+
+    unbeaten = [a for a in candidates if all(ahead(a, b) for b in candidates if b != a)]
+    return max(unbeaten or list(candidates), key=lambda arm: cells[arm]["vs_signal"]["delta"])
 
 
 def _route_comparison(
@@ -355,7 +361,7 @@ def _route_comparison(
     result: dict[str, Any] = {"fraction": fraction, "best": None, "versus": {}}
     if not candidates:
         return result
-    best, result["ranked_on_replicates"] = best_arm(cells, candidates)
+    best = best_arm(cells, candidates)
     result["best"] = best
     best_runs = by_cell[(best, fraction)]
     for other in candidates:
@@ -437,8 +443,9 @@ def render_answers(result: Mapping[str, Any], paper_arm: str = "je-barlow") -> l
         "",
         "### Which transfer route is best?",
         "",
-        "Best = the ECG-only route with the largest mean Δ vs signal-only on the replicates every route has "
-        "finished; runner-up = the route closest to it, paired on the replicates both finished.",
+        "Best = the ECG-only route that no other route beats, each pair compared on the replicates both have "
+        "finished (ties or a cycle: the largest pooled Δ vs signal-only); runner-up = the route closest to it, "
+        "paired on the replicates both finished.",
         "",
         "| labelled | best route | runner-up | best − runner-up | CI (records) | CI (seeds) | reps "
         "| verdict (records) | verdict (wider) |",
