@@ -33,9 +33,10 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.metrics import r2_score, roc_auc_score
 
+from _common import oracle_classifier
 from ecgkt.synth import diagnoses, lab_truth
 from ecgkt.synth.ecg_mapping import ECG_FEATURES
 from ecgkt.synth.realism import CEILINGS_FILE, PUBLISHED, Target
@@ -67,8 +68,7 @@ def _split(patient: NDArray[np.int64], seed: int) -> NDArray[np.bool_]:
 def _gbm_auc(x: NDArray[np.float64], y: NDArray[np.bool_], test: NDArray[np.bool_]) -> float | None:
     if y[test].sum() < MIN_POSITIVES or y[~test].sum() < MIN_POSITIVES or (~y[test]).sum() < MIN_POSITIVES:
         return None
-    model = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.08, max_leaf_nodes=15,
-                                           l2_regularization=1.0, random_state=0)
+    model = oracle_classifier()
     model.fit(x[~test], y[~test])
     return float(roc_auc_score(y[test], model.predict_proba(x[test])[:, 1]))
 

@@ -41,6 +41,7 @@ __all__ = [
     "aggregate",
     "best_arm",
     "load_ceiling",
+    "plan_digest",
     "pool_differences",
     "pooled_paired_difference",
     "resample_counts",
@@ -174,26 +175,58 @@ def resolves(pooled: Mapping[str, Any], resolution: float = RESOLUTION) -> bool:
     return (high - low) / 2.0 <= resolution
 
 
-def load_ceiling(path: Path, key: str) -> float:
-    """A number at dotted `key` in the JSON file `path` (e.g. the realism benchmark's ceilings)."""
+Ceiling = float | dict[int, float]  # one number, or one per replicate (matched to the study's test folds)
+
+
+def plan_digest(plan: Mapping[str, Any]) -> str:
+    """What a per-replicate ceiling is matched to: the study's primary labels, replicates and store size."""
+    key = [plan["primary_labels"], plan["replicates"], plan["store_n_records"]]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()
+
+
+def load_ceiling(path: Path, key: str, plan: Mapping[str, Any] | None = None) -> Ceiling:
+    """The number at dotted `key` in the JSON file `path` (e.g. the realism benchmark's ceilings), or
+    a mapping replicate → number there (a ceiling measured on each replicate's own test records, e.g.
+    benchmarks/transfer_ceiling.py). A file that records the `study_plan_digest` it was measured on
+    is refused for any other plan: per-replicate numbers of another study would be silently wrong."""
     from ecgkt.train.transfer.errors import StudyError
 
     if not path.is_file():
         raise StudyError(f"{path}: ceilings file not found")
     try:
-        node: Any = json.loads(path.read_text())
+        root: Any = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise StudyError(f"{path}: not valid JSON ({error})") from None
-    available = ", ".join(_numeric_keys(node)[:30])
+    matched = isinstance(root, Mapping) and "study_plan_digest" in root
+    if plan is not None and matched and root["study_plan_digest"] != plan_digest(plan):
+        raise StudyError(f"{path}: measured on another study plan (labels, replicates or store differ)")
+    node = root
+    available = ", ".join(_numeric_keys(root)[:30])
     for part in key.split("."):
         if not isinstance(node, Mapping) or part not in node:
             raise StudyError(f"{path}: no value at '{key}' (--ceiling-key); numeric entries: {available}")
         node = node[part]
     if isinstance(node, Mapping) and "macro_auroc" in node:
         node = node["macro_auroc"]
-    if not isinstance(node, int | float):
-        raise StudyError(f"{path}: '{key}' is not a number")
+    if (
+        isinstance(node, Mapping)
+        and node
+        and all(str(k).isdigit() and isinstance(v, int | float) and not isinstance(v, bool) for k, v in node.items())
+    ):
+        return {int(k): float(v) for k, v in node.items()}
+    if not isinstance(node, int | float) or isinstance(node, bool):
+        raise StudyError(f"{path}: '{key}' is not a number (nor one number per replicate)")
     return float(node)
+
+
+def _ceiling_over(ceiling: Ceiling, replicates: Sequence[int]) -> float | None:
+    """The ceiling on `replicates`: the number itself, or the mean of the per-replicate numbers
+    (None when a replicate has none: a gap must be measured on the same replicates as the arm)."""
+    if isinstance(ceiling, float):
+        return ceiling
+    if not replicates or any(r not in ceiling for r in replicates):
+        return None
+    return float(np.mean([ceiling[r] for r in replicates]))
 
 
 def _numeric_keys(node: Any, prefix: str = "") -> list[str]:
@@ -270,9 +303,9 @@ def aggregate(out: Path) -> dict[str, Any]:
             pretrain.append(record)
         else:
             by_cell[(record["arm"], float(record["fraction"]))][int(record["replicate"])] = record
-    ceiling = None
+    ceiling: Ceiling | None = None
     if config.get("ceilings"):
-        ceiling = load_ceiling(Path(config["ceilings"]), config.get("ceiling_key", ""))
+        ceiling = load_ceiling(Path(config["ceilings"]), config.get("ceiling_key", ""), plan)
     score = RunScores(out, labels, int(config["bootstrap_resamples"]), int(config["base_seed"]))
     cells: list[dict[str, Any]] = []
     routes: list[dict[str, Any]] = []
@@ -309,10 +342,11 @@ def aggregate(out: Path) -> dict[str, Any]:
                     sig = np.mean([score(signal[r]).point for r in common])
                     mm = np.mean([score(multimodal[r]).point for r in common])
                     cell["gap_closed_multimodal"] = float((arm_mean - sig) / (mm - sig)) if mm != sig else None
-                if ceiling is not None and arm != "multimodal":
+                reachable = _ceiling_over(ceiling, paired) if ceiling is not None else None
+                if reachable is not None and arm != "multimodal":
                     sig_all = np.mean([score(signal[r]).point for r in paired])
                     arm_all = np.mean([macros[r] for r in paired])
-                    cell["gap_closed_ceiling"] = float((arm_all - sig_all) / (ceiling - sig_all))
+                    cell["gap_closed_ceiling"] = float((arm_all - sig_all) / (reachable - sig_all))
             cells.append(cell)
             fraction_cells[arm] = cell
         routes.append(_route_comparison(fraction, fraction_cells, by_cell, score))
@@ -320,7 +354,8 @@ def aggregate(out: Path) -> dict[str, Any]:
         "plan": {k: v for k, v in plan.items() if k != "replicates"},
         "replicates": plan["replicates"],
         "n_primary_labels": len(labels),
-        "ecg_only_ceiling": ceiling,
+        "ecg_only_ceiling": ceiling if not isinstance(ceiling, dict) else float(np.mean(list(ceiling.values()))),
+        "ecg_only_ceiling_per_replicate": ceiling if isinstance(ceiling, dict) else None,
         "cells": cells,
         "routes": routes,
         "pretraining": pretrain,
@@ -502,7 +537,15 @@ def render_markdown(result: dict[str, Any]) -> str:
     ]
     ceiling = result.get("ecg_only_ceiling")
     if ceiling is not None:
-        lines += [f"ECG-only oracle ceiling (from `{config.get('ceilings')}`): {ceiling:.3f}.", ""]
+        per = result.get("ecg_only_ceiling_per_replicate")
+        detail = (
+            " (mean of one ceiling per replicate, each on that replicate's test records and the primary labels: "
+            + ", ".join(f"r{r} {v:.3f}" for r, v in sorted(per.items(), key=lambda kv: int(kv[0])))
+            + "; a gap is measured against the mean over the arm's own replicates)"
+            if per
+            else ""
+        )
+        lines += [f"ECG-only oracle ceiling (from `{config.get('ceilings')}`): {ceiling:.3f}{detail}.", ""]
     lines += render_answers(result)
     for fraction in sorted({c["fraction"] for c in result["cells"]}):
         lines += [
