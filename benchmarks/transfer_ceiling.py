@@ -86,6 +86,24 @@ def oracle_predictions(
     return probs
 
 
+def store_ceiling(store_path: Path, synth: Path) -> dict[str, Any]:
+    """The ECG-only oracle ceiling of a store's own split, on Table 1's terms: trained on the train
+    split (all labelled), scored on the test split over every diagnosis label with both classes there
+    (Table 1's masked macro AUROC), so `ecgkt benchmark`'s rows can be set against it."""
+    from ecgkt.evaluate.metrics import masked_macro_auroc
+
+    store = Store.open(store_path)
+    targets = store.diagnosis_targets()
+    train = np.isin(np.arange(len(targets)), store.split_indices("train"))
+    test = np.isin(np.arange(len(targets)), store.split_indices("test"))
+    probs = oracle_predictions(features(store, synth), targets, train, test)
+    return {
+        "macro_auroc": float(masked_macro_auroc(targets[test], probs)),
+        "n_test": int(test.sum()),
+        "n_train": int(train.sum()),
+    }
+
+
 def _save(path: Path, probs: NDArray[np.float32], targets: NDArray[np.float32], labels: list[str], stamp: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp.npz")
@@ -227,12 +245,21 @@ def render(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--study", type=Path, required=True, help="the transfer study's run folder")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--study", type=Path, help="the transfer study's run folder")
+    target.add_argument("--store", type=Path, help="instead: one store's own split, on Table 1's terms (printed)")
     parser.add_argument("--synth", type=Path, required=True, help="the synthetic cohort the store was built from")
     parser.add_argument("--replicates", default=None, help="comma list (default: all of the plan)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where transfer_ceiling.{json,md} go")
     args = parser.parse_args(argv)
     replicates = [int(r) for r in args.replicates.split(",")] if args.replicates else None
+    if args.store is not None:
+        try:
+            print(json.dumps({"store": str(args.store), **store_ceiling(args.store, args.synth)}))
+        except CeilingError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return 0
     try:
         measured = run(args.study, args.synth, replicates)
     except CeilingError as error:

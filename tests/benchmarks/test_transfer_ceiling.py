@@ -84,3 +84,21 @@ def test_missing_ground_truth_is_a_clear_error_naming_the_file(
     assert transfer_ceiling.main(["--study", str(run), "--synth", str(partial), "--results", str(tmp_path)]) == 2
     assert "have no ground-truth row" in capsys.readouterr().err
     assert not (tmp_path / "transfer_ceiling.json").exists()
+
+
+def test_store_ceiling_scores_the_stores_own_test_split_on_table1s_terms(
+    tiny_study: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ecgkt.evaluate.metrics import masked_auroc_per_label
+
+    store, _, synth = tiny_study
+    assert transfer_ceiling.main(["--store", str(store), "--synth", str(synth)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    opened = Store.open(store)
+    assert printed["n_test"] == len(opened.split_indices("test"))
+    # every diagnosis label with both classes in the test split counts, as in Table 1: noise labels
+    # pull the macro towards 0.5, the planted one is found
+    targets = opened.diagnosis_targets()
+    test = opened.split_indices("test")
+    defined = np.isfinite(masked_auroc_per_label(targets[test], np.zeros_like(targets[test])))
+    assert 0.5 < printed["macro_auroc"] < 1.0 and defined.sum() >= 2
