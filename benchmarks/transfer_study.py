@@ -59,6 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="only re-aggregate the finished units of --out into the report (no training)",
     )
+    parser.add_argument(
+        "--plan-only",
+        action="store_true",
+        help="only write (or check) the study plan in --out, e.g. to measure its matched ceiling before the runs",
+    )
     parser.add_argument("--max-units", type=int, default=None, help="stop after this many units (tests)")
     return parser.parse_args(argv)
 
@@ -108,10 +113,16 @@ def study_config(args: argparse.Namespace) -> StudyConfig:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report_only:
-        from ecgkt.train.transfer.study import write_reports
+        from ecgkt.train.transfer.study import set_report_options, write_reports
 
         if not (args.out / "study_plan.json").is_file():
             print(f"error: {args.out}: no study_plan.json; nothing to report", file=sys.stderr)
+            return 2
+        options = {k: v for k, v in (("ceilings", args.ceilings), ("ceiling_key", args.ceiling_key)) if v is not None}
+        try:
+            set_report_options(args.out, options)
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
             return 2
         result = write_reports(args.out, args.results)
         print(f"{result['units_done']} units reported")
@@ -119,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         config = study_config(args)
+        if args.plan_only:
+            from ecgkt.train.transfer.study import plan_study
+
+            plan = plan_study(config, args.store, args.out)
+            print(f"{args.out / 'study_plan.json'}: {len(plan['primary_labels'])} primary labels")
+            return 0
         started = time.perf_counter()
         result = run_study(
             config,

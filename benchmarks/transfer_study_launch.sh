@@ -16,7 +16,12 @@ mkdir -p "$RUN"
 [ -d "$RUN/store" ] || "$BIN/ecgkt" build --synthetic "$RUN/synth" --out "$RUN/store" --seed 0 --workers 2 --quiet
 [ -d "$RUN/pool" ] || "$BIN/ecgkt" build --synthetic "$RUN/synth" --out "$RUN/pool" --seed 0 --workers 2 --quiet \
     --pretrain-pool --labelled-store "$RUN/store"
-exec "$BIN/python" benchmarks/transfer_study.py --store "$RUN/store" --out "$RUN/run" --preset cpu \
-    --workers 2 --threads 1 --replicates 5 --test-folds 2 --fractions 0.05,0.2,1 --pool "$RUN/pool" \
-    --ceilings benchmarks/results/ceilings.json --ceiling-key "macro_auroc.ecg_params+demographics" \
-    --priority "$PRIORITY"
+STUDY=(--store "$RUN/store" --out "$RUN/run" --preset cpu --workers 2 --threads 1 --replicates 5 --test-folds 2
+       --fractions 0.05,0.2,1 --pool "$RUN/pool")
+# The ECG-only oracle ceiling on the plan's own test folds and primary labels (benchmarks/transfer_ceiling.py;
+# its oracle predictions are cached in $RUN/run/ceiling, so a resume only re-scores them).
+"$BIN/python" benchmarks/transfer_study.py "${STUDY[@]}" --plan-only
+OMP_NUM_THREADS=2 "$BIN/python" benchmarks/transfer_ceiling.py --study "$RUN/run" --synth "$RUN/synth"
+exec "$BIN/python" benchmarks/transfer_study.py "${STUDY[@]}" \
+    --ceilings benchmarks/results/transfer_ceiling.json \
+    --ceiling-key "macro_auroc_per_replicate.ecg_params+demographics" --priority "$PRIORITY"

@@ -151,3 +151,29 @@ def test_plan_is_fixed_before_runs_but_reporting_options_may_change(tiny_store: 
     assert plan_study(later, tiny_store, tmp_path)["config"]["ceilings"] == str(ceilings)
     with pytest.raises(StudyError, match="different plan"):
         plan_study(config.model_copy(update={"fractions": [0.2]}), tiny_store, tmp_path)
+
+
+def test_report_options_change_without_planning_and_a_bad_ceiling_is_refused_before_training(
+    tiny_store: Path, tmp_path: Path
+) -> None:
+    from ecgkt.train.transfer.report import plan_digest
+    from ecgkt.train.transfer.study import StudyError, plan_study, set_report_options
+
+    config = StudyConfig(preset="smoke", replicates=2, fractions=[0.5], min_test_positives=1)
+    plan = plan_study(config, tiny_store, tmp_path)
+    matched = tmp_path / "matched.json"
+    matched.write_text(json.dumps({"study_plan_digest": plan_digest(plan), "c": {"0": 0.7, "1": 0.8}}))
+    updated = set_report_options(tmp_path, {"ceilings": str(matched), "ceiling_key": "c"})
+    saved = json.loads((tmp_path / "study_plan.json").read_text())
+    assert saved["config"]["ceilings"] == str(matched) and saved == updated
+    assert saved["primary_labels"] == plan["primary_labels"]  # nothing but the reporting options changed
+    stale = tmp_path / "stale.json"
+    stale.write_text(json.dumps({"study_plan_digest": "0" * 64, "c": {"0": 0.7}}))
+    with pytest.raises(StudyError, match="another study plan"):
+        set_report_options(tmp_path, {"ceilings": str(stale), "ceiling_key": "c"})
+    with pytest.raises(StudyError, match="another study plan"):  # and a fresh study with it never starts
+        plan_study(config.model_copy(update={"ceilings": str(stale), "ceiling_key": "c"}), tiny_store, tmp_path / "n")
+    assert not (tmp_path / "n" / "study_plan.json").exists()
+    with pytest.raises(StudyError, match="not reporting options"):
+        set_report_options(tmp_path, {"fractions": [0.2]})
+    assert json.loads((tmp_path / "study_plan.json").read_text()) == saved

@@ -245,6 +245,7 @@ def plan_study(config: StudyConfig, store: Path, out: Path) -> dict[str, Any]:
         "primary_labels": labels,
         "n_diagnosis_labels": len(base.manifest.diagnosis_labels),
     }
+    _check_ceiling(plan)
     path = out / PLAN_FILE
     if path.exists():
         saved = json.loads(path.read_text())
@@ -267,6 +268,35 @@ def plan_study(config: StudyConfig, store: Path, out: Path) -> dict[str, Any]:
 # Reporting options: they change how finished runs are summarised, not what is trained, so they may
 # change between invocations (e.g. the ceilings file appears after the study has started).
 REPORT_ONLY = ("ceilings", "ceiling_key", "bootstrap_resamples")
+
+
+def _check_ceiling(plan: dict[str, Any]) -> None:
+    """Refuse an unreadable ceilings file, or one measured on another plan, before any training
+    (the report after every unit reads it)."""
+    from ecgkt.train.transfer.report import load_ceiling
+
+    config = plan["config"]
+    if config.get("ceilings"):
+        load_ceiling(Path(config["ceilings"]), config.get("ceiling_key", ""), plan)
+
+
+def set_report_options(out: Path, options: dict[str, Any]) -> dict[str, Any]:
+    """Change reporting options (REPORT_ONLY keys) of the plan in `out`, checked, without planning
+    or training: e.g. point a running study's report at a ceiling measured after it started. The
+    running workers read the plan again for each report, so they pick the change up."""
+    unknown = sorted(set(options) - set(REPORT_ONLY))
+    if unknown:
+        raise StudyError(f"{unknown} are not reporting options ({', '.join(REPORT_ONLY)})")
+    path = out / PLAN_FILE
+    if not path.is_file():
+        raise StudyError(f"{path}: not found; nothing to report")
+    plan = json.loads(path.read_text())
+    config = StudyConfig.model_validate({**plan["config"], **options}).model_dump(mode="json")
+    updated = {**plan, "config": config}
+    _check_ceiling(updated)
+    if config != plan["config"]:
+        write_text_atomically(path, json.dumps(updated, indent=2) + "\n")
+    return updated
 
 
 def _experiment(plan: dict[str, Any]) -> dict[str, Any]:
