@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ecgkt.atomic_files import write_text_atomically
 from ecgkt.config import RunConfig
-from ecgkt.train.evaluation import load_predictions, paired_bootstrap_difference, write_json
+from ecgkt.train.evaluation import write_json
 from ecgkt.train.stages import run_baseline, run_finetune, run_labs, run_pretrain
-from ecgkt.train.table1 import assemble_je_model, evaluate_je, is_global_zero
+from ecgkt.train.table1 import assemble_je_model, compare_predictions, evaluate_je, is_global_zero
 
 
 @dataclass(frozen=True)
@@ -112,20 +110,10 @@ def add_paired_deltas(rows: list[dict[str, Any]], config: RunConfig) -> None:
         return
     for task in ("diagnoses", "labs"):
         file = f"predictions_{task}_test.npz"
-        ref_probs, targets, _ = load_predictions(Path(reference["folders"]["labs"]) / "je" / file)
+        reference_file = Path(reference["folders"]["labs"]) / "je" / file
         for row in rows:
-            probs, row_targets, _ = load_predictions(Path(row["folders"]["labs"]) / "je" / file)
-            if not np.array_equal(targets, row_targets, equal_nan=True):
-                raise ValueError(f"{row['folders']['labs']}: test records differ from the reference variant")
-            difference = paired_bootstrap_difference(
-                targets,
-                probs,
-                ref_probs,
-                n_resamples=config.evaluation.paired_resamples,
-                confidence=config.evaluation.confidence,
-                seed=config.seed,
-            )
-            row[f"{task}_vs_none"] = difference.as_dict()
+            variant_file = Path(row["folders"]["labs"]) / "je" / file
+            row[f"{task}_vs_none"] = compare_predictions(config, variant_file, reference_file)
 
 
 def _delta(item: dict[str, Any] | None) -> str:

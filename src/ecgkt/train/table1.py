@@ -128,22 +128,28 @@ def paired_comparisons(config: RunConfig, out: Path, rows: Sequence[str] = tuple
     """Differences between rows on the same test records with paired bootstrap CIs (rows both trained)."""
     results = []
     for name, task, (row_a, file_a), (row_b, file_b) in COMPARISONS:
-        if row_a not in rows or row_b not in rows:
-            continue
-        probs_a, targets_a, labels_a = load_predictions(out / file_a)
-        probs_b, targets_b, labels_b = load_predictions(out / file_b)
-        if labels_a != labels_b or not np.array_equal(targets_a, targets_b, equal_nan=True):
-            raise StageError(f"{out / file_a} and {out / file_b}: predictions are not on the same test records")
-        difference = paired_bootstrap_difference(
-            targets_a,
-            probs_a,
-            probs_b,
-            n_resamples=config.evaluation.paired_resamples,
-            confidence=config.evaluation.confidence,
-            seed=config.seed,
-        )
-        results.append({"comparison": name, "task": task, **difference.as_dict()})
+        if row_a in rows and row_b in rows:
+            difference = compare_predictions(config, out / file_a, out / file_b)
+            results.append({"comparison": name, "task": task, **difference})
     return results
+
+
+def compare_predictions(config: RunConfig, file_a: Path, file_b: Path) -> dict[str, Any]:
+    """Macro AUROC of the predictions in `file_a` minus those in `file_b`, paired bootstrap CI; both
+    must be on the same test records and labels (else a StageError naming both files)."""
+    probs_a, targets_a, labels_a = load_predictions(file_a)
+    probs_b, targets_b, labels_b = load_predictions(file_b)
+    if labels_a != labels_b or not np.array_equal(targets_a, targets_b, equal_nan=True):
+        raise StageError(f"{file_a} and {file_b}: predictions are not on the same test records")
+    difference = paired_bootstrap_difference(
+        targets_a,
+        probs_a,
+        probs_b,
+        n_resamples=config.evaluation.paired_resamples,
+        confidence=config.evaluation.confidence,
+        seed=config.seed,
+    )
+    return difference.as_dict()
 
 
 def is_global_zero() -> bool:
