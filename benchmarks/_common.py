@@ -16,7 +16,7 @@ from typing import Any
 
 from ecgkt.atomic_files import write_text_atomically
 
-__all__ = ["embed_store", "machine_facts", "oracle_classifier", "random_bundle", "write_result"]
+__all__ = ["embed_store", "machine_facts", "random_bundle", "write_result"]
 
 
 def _cpu_model() -> str:
@@ -43,16 +43,6 @@ def machine_facts() -> dict[str, Any]:
         "torch": torch.__version__,
         "load_average": [round(value, 2) for value in os.getloadavg()],
     }
-
-
-def oracle_classifier() -> Any:
-    """The gradient-boosting oracle of the ceilings (noise-free ECG parameters → a label), with the
-    settings fixed for the realism benchmark before any experiment; every oracle uses these."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    return HistGradientBoostingClassifier(
-        max_iter=200, learning_rate=0.08, max_leaf_nodes=15, l2_regularization=1.0, random_state=0
-    )
 
 
 def write_result(path: Path, payload: str | dict[str, Any]) -> Path:

@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.metrics import r2_score, roc_auc_score
 
-from _common import oracle_classifier
+from ecgkt.evaluate.ceiling import oracle_classifier
 from ecgkt.synth import diagnoses, lab_truth
 from ecgkt.synth.ecg_mapping import ECG_FEATURES
 from ecgkt.synth.realism import CEILINGS_FILE, PUBLISHED, Target

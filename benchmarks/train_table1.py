@@ -128,49 +128,25 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=None, help="YAML overriding preset keys")
     parser.add_argument("--skip-ablation", action="store_true")
     parser.add_argument("--note", default="", help="how the store was made (written into table1.md)")
-    parser.add_argument("--ceilings", type=Path, default=None, help="JSON with the ECG-only oracle ceiling")
-    parser.add_argument("--ceiling-key", default="ecg_oracle.diagnoses.macro_auroc", help="dotted key in --ceilings")
     parser.add_argument(
         "--synth",
         type=Path,
         default=None,
-        help="the synthetic cohort the store was built from: measure the ECG-only oracle ceiling on the store's own "
-        "split and labels (transfer_ceiling.store_ceiling) instead of reading --ceilings",
+        help="the synthetic cohort the store was built from: Table 1 also reports the ECG-only oracle ceiling on "
+        "the store's own test records and labels (ecgkt.evaluate.ceiling)",
     )
     args = parser.parse_args()
     config = load_config(args.preset, args.config)
     RESULTS.mkdir(parents=True, exist_ok=True)
 
-    ceiling: float | None = None
-    source = f"oracle on {args.synth}, same split and labels" if args.synth else f"{args.ceilings}, {args.ceiling_key}"
-    if args.synth is not None:  # the reachable reference, on the same test records and labels as the rows
-        from transfer_ceiling import CeilingError, store_ceiling
-
-        try:  # before any training: a cohort without ground truth is refused in seconds, not after hours
-            ceiling = store_ceiling(args.store, args.synth)["macro_auroc"]
-        except CeilingError as error:
-            parser.error(str(error))
-    elif args.ceilings is not None:  # a ceiling measured elsewhere (another split and label set)
-        from ecgkt.train.transfer.errors import StudyError
-        from ecgkt.train.transfer.report import load_ceiling
-
-        try:
-            loaded = load_ceiling(args.ceilings, args.ceiling_key)
-        except StudyError as error:
-            parser.error(str(error))
-        if isinstance(loaded, dict):
-            parser.error(f"{args.ceilings}: '{args.ceiling_key}' holds one ceiling per study replicate, not one number")
-        ceiling = loaded
     started = time.perf_counter()
-    table = run_benchmark(config, args.store, args.out, resume=True)
+    table = run_benchmark(config, args.store, args.out, resume=True, ceiling_cohort=args.synth)
     payload = table.as_dict()
     payload["ratios"] = ratios(payload)
-    if ceiling is not None:  # no ECG-only model can beat the oracle
-        rows = {row["key"]: row for row in payload["rows"]}
-        signal, je = _macro(rows["signal"], "diagnoses"), _macro(rows["je"], "diagnoses")
-        payload["ratios"]["ecg_only_ceiling"] = ceiling
-        payload["ratios"]["ecg_only_ceiling_source"] = source
-        payload["ratios"]["gap_closed_ceiling"] = (je - signal) / (ceiling - signal)
+    gaps = payload.get("gap_closed") or {}
+    if gaps.get("of_ceiling_gap") is not None:
+        payload["ratios"]["ecg_only_ceiling"] = gaps["ecg_only_ceiling"]
+        payload["ratios"]["gap_closed_ceiling"] = gaps["of_ceiling_gap"]
     payload["paper_ratios"] = PAPER
     payload["wall_seconds_this_invocation"] = round(time.perf_counter() - started, 1)
     write_json(RESULTS / "table1.json", payload)
@@ -180,13 +156,6 @@ def main() -> None:
         f"- JE − signal-only (diagnoses): {r['je_minus_signal']:+.3f}; multimodal − signal-only: "
         f"{r['mm_minus_signal']:+.3f}; share of the multimodal gap closed by JE: {r['gap_closed']:.2f} "
         f"(paper: {PAPER['gap_closed']:.2f})\n"
-        + (
-            f"- share of the gap to the ECG-only oracle ceiling ({r['ecg_only_ceiling']:.3f}; "
-            f"{r['ecg_only_ceiling_source']}) closed by JE: "
-            f"{r['gap_closed_ceiling']:.2f}\n"
-            if "gap_closed_ceiling" in r
-            else ""
-        )
         + f"- JE lab AUROC / multimodal lab AUROC: {r['lab_ratio']:.2f} (paper: {PAPER['lab_ratio']:.2f})\n"
         "\nTraining time per stage (seconds, wall clock on a shared 2-core machine): "
         + ", ".join(f"{name} {m.get('train_seconds')}" for name, m in payload["stages"].items())

@@ -33,10 +33,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 from numpy.typing import NDArray
 
-from _common import machine_facts, oracle_classifier, write_result
+from _common import machine_facts, write_result
+from ecgkt.evaluate.ceiling import (
+    MIN_TRAIN_POSITIVES,
+    CeilingError,
+    oracle_features,
+    oracle_predictions,
+    store_ceiling,
+)
 from ecgkt.store import Store
 from ecgkt.synth.ecg_mapping import ECG_FEATURES
 from ecgkt.train.transfer.report import RunScores, plan_digest, pool_differences, resample_counts, score_run
@@ -45,65 +51,6 @@ from ecgkt.train.transfer.study import PLAN_FILE
 RESULTS = Path(__file__).parent / "results"
 NAME = "transfer_ceiling"
 KEY = "ecg_params+demographics"
-GROUND_TRUTH = Path("ground_truth") / "records.parquet"
-MIN_TRAIN_POSITIVES = 5  # fewer: the oracle predicts the prevalence (AUROC 0.5), a conservative ceiling
-
-
-class CeilingError(Exception):
-    """A study or synthetic cohort this script cannot use; the message names the file."""
-
-
-def features(store: Store, synth: Path) -> NDArray[np.float64]:
-    """(n_records, n_ecg_params + 2) in store row order: noise-free ECG parameters, age, female."""
-    path = synth / GROUND_TRUTH
-    if not path.is_file():
-        raise CeilingError(f"{path}: not found; the ceiling needs the synthetic cohort's ground truth")
-    truth = pl.read_parquet(path, columns=["study_id", *ECG_FEATURES])
-    records = store.records.select("study_id", "age", "gender")
-    joined = records.join(truth, on="study_id", how="left", maintain_order="left")
-    missing = int(joined[ECG_FEATURES[0]].is_null().sum())
-    if joined.height != records.height or missing:
-        raise CeilingError(f"{path}: {missing} of the store's {records.height} ECGs have no ground-truth row")
-    ecg = joined.select(ECG_FEATURES).cast(pl.Float64).to_numpy()
-    female = (joined["gender"] == "F").cast(pl.Float64).to_numpy()
-    return np.column_stack([ecg, joined["age"].cast(pl.Float64).to_numpy(), female])
-
-
-def oracle_predictions(
-    x: NDArray[np.float64], targets: NDArray[np.float32], train: NDArray[np.bool_], test: NDArray[np.bool_]
-) -> NDArray[np.float32]:
-    """(n_test, n_labels) oracle probabilities; one model per label, unlabelled (NaN) records left out."""
-    probs = np.empty((int(test.sum()), targets.shape[1]), dtype=np.float32)
-    for j in range(targets.shape[1]):
-        y = targets[:, j]
-        fit = train & np.isfinite(y)
-        positives = int(y[fit].sum())
-        if positives < MIN_TRAIN_POSITIVES or positives == int(fit.sum()):
-            probs[:, j] = positives / max(int(fit.sum()), 1)
-            continue
-        model = oracle_classifier().fit(x[fit], y[fit].astype(bool))
-        probs[:, j] = model.predict_proba(x[test])[:, 1]
-    return probs
-
-
-def store_ceiling(store_path: Path, synth: Path) -> dict[str, Any]:
-    """The ECG-only oracle ceiling of a store's own split, on Table 1's terms: trained on the train
-    split (all labelled), scored on the test split over every diagnosis label with both classes there
-    (Table 1's masked macro AUROC), so `ecgkt benchmark`'s rows can be set against it."""
-    from ecgkt.evaluate.metrics import masked_macro_auroc
-
-    store = Store.open(store_path)
-    targets = store.diagnosis_targets()
-    train = np.isin(np.arange(len(targets)), store.split_indices("train"))
-    test = np.isin(np.arange(len(targets)), store.split_indices("test"))
-    probs = oracle_predictions(features(store, synth), targets, train, test)
-    return {
-        "macro_auroc": float(masked_macro_auroc(targets[test], probs)),
-        "n_test": int(test.sum()),
-        "n_train": int(train.sum()),
-    }
-
-
 def _save(path: Path, probs: NDArray[np.float32], targets: NDArray[np.float32], labels: list[str], stamp: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp.npz")
@@ -122,7 +69,7 @@ def run(study: Path, synth: Path, replicates: list[int] | None) -> dict[str, Any
     columns = [names.index(label) for label in labels]
     targets = store.diagnosis_targets()[:, columns]
     folds = store.folds
-    x = features(store, synth)
+    x = oracle_features(store, synth)
     seed, n_resamples = int(config["base_seed"]), int(config["bootstrap_resamples"])
     chosen = [p for p in plan["replicates"] if replicates is None or p["replicate"] in replicates]
     per_replicate: dict[int, Any] = {}

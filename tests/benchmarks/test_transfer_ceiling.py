@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from tiny_store import make_tiny_store
+from tiny_store import make_fake_ground_truth, make_tiny_store
 
 import transfer_ceiling
 from ecgkt.store import Store
-from ecgkt.synth.ecg_mapping import ECG_FEATURES
 from ecgkt.train.transfer.report import _ceiling_over, load_ceiling
 from ecgkt.train.transfer.study import StudyConfig, StudyError, plan_study
 
@@ -27,17 +26,7 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pa
     store = make_tiny_store(root / "store", n_records=400)
     run = root / "run"
     plan_study(StudyConfig(preset="smoke", replicates=2, fractions=[1.0], min_test_positives=3), store, run)
-    opened = Store.open(store)
-    labels = list(opened.manifest.diagnosis_labels)
-    af = opened.diagnosis_targets()[:, labels.index("I48")]
-    rng = np.random.default_rng(0)
-    truth = {name: rng.normal(size=len(af)) for name in ECG_FEATURES}
-    truth["rhythm_af"] = np.nan_to_num(af) + rng.normal(0, 0.05, len(af))
-    synth = root / "synth"
-    (synth / "ground_truth").mkdir(parents=True)
-    pl.DataFrame({"study_id": opened.records["study_id"], **truth}).write_parquet(
-        synth / "ground_truth" / "records.parquet"
-    )
+    synth = make_fake_ground_truth(store, root / "synth")
     return store, run, synth
 
 

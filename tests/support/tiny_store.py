@@ -16,7 +16,7 @@ import polars as pl
 from ecgkt.signals.leads import CANONICAL_LEADS
 from ecgkt.store import FeatureSpec, FoldSpec, PreprocessingSpec, StoreManifest, StoreWriter
 
-__all__ = ["make_tiny_store"]
+__all__ = ["make_fake_ground_truth", "make_tiny_store"]
 
 
 def make_tiny_store(path: Path, n_records: int = 160, seed: int = 0, *, lab_labels: bool = True) -> Path:
@@ -114,3 +114,23 @@ def make_tiny_store(path: Path, n_records: int = 160, seed: int = 0, *, lab_labe
     )
     writer.write_manifest(manifest)
     return writer.commit()
+
+
+def make_fake_ground_truth(store: Path, cohort: Path, seed: int = 0) -> Path:
+    """A synthetic cohort's `ground_truth/records.parquet` for a tiny store: every noise-free ECG
+    parameter is noise except `rhythm_af`, which carries the store's I48 label (as the renderer's AF
+    parameter does), so an ECG-only oracle must find I48 and nothing ECG-invisible (E11)."""
+    from ecgkt.evaluate.ceiling import GROUND_TRUTH_RECORDS
+    from ecgkt.store import Store
+    from ecgkt.synth.ecg_mapping import ECG_FEATURES
+
+    opened = Store.open(store)
+    labels = list(opened.manifest.diagnosis_labels)
+    af = np.nan_to_num(opened.diagnosis_targets()[:, labels.index("I48")])
+    rng = np.random.default_rng(seed)
+    truth = {name: rng.normal(size=af.size) for name in ECG_FEATURES}
+    truth["rhythm_af"] = af + rng.normal(0, 0.05, af.size)
+    path = cohort / GROUND_TRUTH_RECORDS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame({"study_id": opened.records["study_id"], **truth}).write_parquet(path)
+    return cohort

@@ -121,3 +121,36 @@ def test_ablation_reuses_the_benchmark_runs(benchmark_dir: Path, tiny_store: Pat
     markdown = (benchmark_dir / "ablation.md").read_text()
     assert markdown.count("\n| ") == 5  # header + 4 variants
     assert "(reference)" in markdown and rows[1]["diagnoses_vs_none"]["delta"] is not None
+
+
+def test_table1_reports_the_ecg_only_ceiling_on_its_own_test_records(
+    benchmark_dir: Path, tiny_store: Path, tmp_path: Path
+) -> None:
+    from tiny_store import make_fake_ground_truth
+
+    from ecgkt.evaluate.ceiling import CeilingError
+    from ecgkt.train.table1 import run_benchmark
+
+    cohort = make_fake_ground_truth(tiny_store, tmp_path / "cohort")
+    config = tmp_path / "one-epoch.yaml"
+    config.write_text((benchmark_dir.parent / "one-epoch.yaml").read_text())
+    result = runner.invoke(
+        app,
+        ["benchmark", "--store", str(tiny_store), "--out", str(benchmark_dir), "--config", str(config), "--resume",
+         "--ceiling-cohort", str(cohort)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    table = json.loads((benchmark_dir / "table1.json").read_text())
+    gaps = table["gap_closed"]
+    assert table["ecg_only_ceiling"]["n_test"] == table["cohort"]["n_test"]
+    assert 0.5 < gaps["ecg_only_ceiling"] <= 1.0
+    rows = {row["key"]: row["diagnoses"]["macro_auroc"] for row in table["rows"] if row["diagnoses"]}
+    expected = (rows["je"] - rows["signal"]) / (gaps["ecg_only_ceiling"] - rows["signal"])
+    assert gaps["of_ceiling_gap"] == pytest.approx(expected)
+    assert "ECG-only oracle ceiling on these test records and labels" in (benchmark_dir / "table1.md").read_text()
+    # a cohort without ground truth is refused before anything is trained
+    from ecgkt.config import load_config
+
+    with pytest.raises(CeilingError, match=r"records\.parquet: not found"):
+        run_benchmark(load_config("smoke"), tiny_store, tmp_path / "fresh", ceiling_cohort=tmp_path / "nothing")
+    assert not (tmp_path / "fresh").exists()

@@ -40,6 +40,14 @@ PretrainPool = Annotated[
         "the store's validation and test patients kept out. Sets pretrain.pool.",
     ),
 ]
+CeilingCohort = Annotated[
+    Path | None,
+    typer.Option(
+        "--ceiling-cohort",
+        help="The synthetic cohort (`ecgkt synth`) the store was built from: Table 1 also reports the ECG-only "
+        "oracle ceiling on the same test records and labels, and the share of the gap to it that JE closes.",
+    ),
+]
 Encoder = Annotated[
     Path, typer.Option("--encoder", help="Previous stage's folder (or its encoder.safetensors).", show_default=False)
 ]
@@ -181,13 +189,15 @@ def benchmark(
     resume: Resume = False,
     seed: Seed = None,
     pretrain_pool: PretrainPool = None,
+    ceiling_cohort: CeilingCohort = None,
 ) -> None:
     """All four rows of Table 1 from one config: table1.md/json, per-label CSVs, plots, the bundle."""
     from rich.console import Console
 
     from ecgkt.train.table1 import print_table, run_benchmark
 
-    table = run_benchmark(resolve_config(preset, config, seed, pretrain_pool), store, out, resume=resume)
+    cfg = resolve_config(preset, config, seed, pretrain_pool)
+    table = run_benchmark(cfg, store, out, resume=resume, ceiling_cohort=ceiling_cohort)
     if not table.rows:  # a non-zero DDP rank
         return
     console = Console()
