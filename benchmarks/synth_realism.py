@@ -13,7 +13,8 @@ age) reachable *from the ECG alone*, two ways, beside the published real-ECG fig
 It also writes the Table 1 oracle ceilings (`benchmarks/results/ceilings.json`): diagnosis labels
 (ICD-10 prefixes) from (i) noise-free ECG parameters + age + sex and (ii) the true tabular state
 (all 45 true labs + 6 true vitals + age + sex), macro AUROC over labels with enough positives.
-`ecgkt.synth.realism.load_ceilings()` reads that file for Table 1.
+They describe the generator; Table 1 and the transfer study measure their own ceilings on their own
+test records and labels (`ecgkt.evaluate.ceiling`).
 
 Targets are fixed in the docs before any experiment; nothing here is fed back into the generator.
 

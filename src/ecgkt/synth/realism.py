@@ -1,22 +1,20 @@
-"""Published real-ECG figures the synthetic ECG is measured against, and the Table 1 ceilings loader.
+"""Published real-ECG figures the synthetic ECG is measured against.
 
 `PUBLISHED` mirrors the coupling table of docs/synthetic-cohort.md (written before any experiment
 on the issue-14 generator): for each benchmark target the published figure, its source and the
 range an oracle on the noise-free ECG parameters should land in. `benchmarks/synth_realism.py`
 prints its measurements beside these; nothing here is tuned on model results.
 
-`load_ceilings()` returns the oracle ceilings of Table 1 written by that benchmark
-(`benchmarks/results/ceilings.json`), or None when the file is absent.
+The realism benchmark also writes `benchmarks/results/ceilings.json` (macro AUROC over 22 common
+ICD-10 prefixes on its own split): a property of the generator, not a ceiling for any Table 1. Table 1
+and the transfer study measure theirs on their own test records and labels (`ecgkt.evaluate.ceiling`).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-__all__ = ["CEILINGS_FILE", "PUBLISHED", "Target", "default_ceilings_path", "load_ceilings"]
+__all__ = ["CEILINGS_FILE", "PUBLISHED", "Target"]
 
 CEILINGS_FILE = "ceilings.json"
 
@@ -92,18 +90,3 @@ PUBLISHED: dict[str, Target] = {
     "stemi": Target("≥ 0.9 (not verified here)", "textbook", (0.90, 1.0),
                     "STEMI ECGs are drawn with 0.10–0.35 mV territorial elevation: unmistakable in the parameters."),
 }
-
-
-def default_ceilings_path() -> Path:
-    """benchmarks/results/ceilings.json of the source checkout (src/ecgkt/synth → repository root)."""
-    return Path(__file__).resolve().parents[3] / "benchmarks" / "results" / CEILINGS_FILE
-
-
-def load_ceilings(path: Path | None = None) -> dict[str, Any] | None:
-    """The oracle ceilings for Table 1: `{"macro_auroc": {"ecg_params+demographics": …, "true_tabular": …,
-    "ecg_params+true_tabular": …}, "per_label": {...}, ...}`, or None if the benchmark has not been run."""
-    target = path if path is not None else default_ceilings_path()
-    if not target.is_file():
-        return None
-    data: dict[str, Any] = json.loads(target.read_text(encoding="utf-8"))
-    return data
