@@ -43,6 +43,7 @@ from ecgkt.evaluate.ceiling import (
     oracle_predictions,
     store_ceiling,
 )
+from ecgkt.evaluate.metrics import masked_auroc_per_label
 from ecgkt.store import Store
 from ecgkt.synth.ecg_mapping import ECG_FEATURES
 from ecgkt.train.transfer.report import RunScores, plan_digest, pool_differences, resample_counts, score_run
@@ -81,9 +82,12 @@ def run(study: Path, synth: Path, replicates: list[int] | None) -> dict[str, Any
         path = study / "ceiling" / f"ecg-oracle_r{r}.npz"
         probs: NDArray[np.float32] | None = None
         if path.is_file():
-            with np.load(path, allow_pickle=False) as cached:
-                if str(cached["stamp"]) == stamp:
-                    probs = cached["probabilities"]
+            try:
+                with np.load(path, allow_pickle=False) as cached:
+                    if str(cached["stamp"]) == stamp:
+                        probs = cached["probabilities"]
+            except (OSError, ValueError, KeyError):
+                probs = None  # an unreadable cache entry (e.g. a killed write elsewhere): recompute
         started = time.perf_counter()
         if probs is None:
             print(f"replicate {r}: {len(labels)} oracles on {int(train.sum())} training ECGs …", flush=True)
@@ -91,7 +95,7 @@ def run(study: Path, synth: Path, replicates: list[int] | None) -> dict[str, Any
             _save(path, probs, targets[test], labels, stamp)
         scored = score_run(targets[test], probs, resample_counts(int(test.sum()), r, n_resamples, seed))
         per_replicate[r] = {"scored": scored, "seconds": round(time.perf_counter() - started, 1)}
-        per_label.append(_per_label_auroc(targets[test], probs))
+        per_label.append(masked_auroc_per_label(targets[test], probs))
         print(f"replicate {r}: oracle macro AUROC {scored.point:.4f}", flush=True)
     return {
         "plan": plan,
@@ -99,18 +103,6 @@ def run(study: Path, synth: Path, replicates: list[int] | None) -> dict[str, Any
         "per_replicate": per_replicate,
         "per_label": np.nanmean(np.stack(per_label), axis=0) if per_label else np.array([]),
     }
-
-
-def _per_label_auroc(targets: NDArray[np.float32], probs: NDArray[np.float32]) -> NDArray[np.float64]:
-    from sklearn.metrics import roc_auc_score
-
-    out = np.full(targets.shape[1], np.nan)
-    for j in range(targets.shape[1]):
-        keep = np.isfinite(targets[:, j])
-        y = targets[keep, j]
-        if 0 < y.sum() < y.size:
-            out[j] = roc_auc_score(y, probs[keep, j])
-    return out
 
 
 def compare_with_arms(study: Path, measured: dict[str, Any]) -> list[dict[str, Any]]:

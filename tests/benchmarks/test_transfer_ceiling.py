@@ -57,6 +57,11 @@ def test_oracle_learns_what_the_ecg_parameters_carry_and_plugs_into_the_report(
     assert transfer_ceiling.main(["--study", str(run), "--synth", str(synth), "--results", str(tmp_path)]) == 0
     again = json.loads((tmp_path / "transfer_ceiling.json").read_text())
     assert again["macro_auroc_per_replicate"] == result["macro_auroc_per_replicate"]
+    # a damaged cache entry is recomputed, not trusted and not a traceback
+    (run / "ceiling" / "ecg-oracle_r0.npz").write_bytes(b"not an npz")
+    assert transfer_ceiling.main(["--study", str(run), "--synth", str(synth), "--results", str(tmp_path)]) == 0
+    repaired = json.loads((tmp_path / "transfer_ceiling.json").read_text())
+    assert repaired["macro_auroc_per_replicate"] == result["macro_auroc_per_replicate"]
 
 
 def test_missing_ground_truth_is_a_clear_error_naming_the_file(
