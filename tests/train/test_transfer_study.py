@@ -76,3 +76,27 @@ def test_study_survives_kill_9_and_finishes_on_rerun(tiny_store: Path, tmp_path:
         timeout=120, check=False,
     )  # fmt: skip
     assert changed.returncode == 2 and "different plan" in changed.stderr
+
+    # the matched ceiling (benchmarks/transfer_ceiling.py), plugged into the finished study's report
+    from tiny_store import make_fake_ground_truth
+
+    cohort = make_fake_ground_truth(tiny_store, tmp_path / "cohort")
+    ceiling_script = ROOT / "benchmarks" / "transfer_ceiling.py"
+    measured = subprocess.run(
+        [sys.executable, str(ceiling_script), "--study", str(out), "--synth", str(cohort), "--results", str(results)],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert measured.returncode == 0, measured.stderr[-3000:]
+    key = "macro_auroc_per_replicate.ecg_params+demographics"
+    reported = subprocess.run(
+        [*command, "--report-only", "--ceilings", str(results / "transfer_ceiling.json"), "--ceiling-key", key],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert reported.returncode == 0, reported.stderr[-3000:]
+    report = json.loads((results / "transfer_study.json").read_text())
+    assert set(report["ecg_only_ceiling_per_replicate"]) == {"0", "1"}
+    je = next(c for c in report["cells"] if c["arm"] == "je-barlow")
+    assert je["gap_closed_ceiling"] is not None
+    assert json.loads((out / "study_plan.json").read_text())["config"]["ceilings"] == str(
+        results / "transfer_ceiling.json"
+    )
