@@ -96,3 +96,30 @@ def test_store_ceiling_scores_the_stores_own_test_split_on_table1s_terms(
     test = opened.split_indices("test")
     defined = np.isfinite(masked_auroc_per_label(targets[test], np.zeros_like(targets[test])))
     assert 0.5 < printed["macro_auroc"] < 1.0 and defined.sum() >= 2
+
+
+def test_store_ceiling_is_reused_while_its_inputs_are_unchanged(
+    tiny_study: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from ecgkt.evaluate import ceiling as module
+
+    store, _, synth = tiny_study
+    cohort = tmp_path / "cohort"
+    shutil.copytree(synth, cohort)
+    cache = tmp_path / "ecg_only_ceiling.json"
+    first = module.store_ceiling_cached(store, cohort, cache)
+    fits: list[int] = []
+    original = module.store_ceiling
+    monkeypatch.setattr(module, "store_ceiling", lambda *a: fits.append(1) or original(*a))
+    assert module.store_ceiling_cached(store, cohort, cache) == first and not fits  # reused
+    cache.write_text("{not json")
+    assert module.store_ceiling_cached(store, cohort, cache) == first and len(fits) == 1  # damaged: refit
+    truth = cohort / module.GROUND_TRUTH_RECORDS
+    frame = pl.read_parquet(truth)
+    frame.with_columns(pl.col("rhythm_af") * 0.0).write_parquet(truth)  # other ground truth: refit
+    changed = module.store_ceiling_cached(store, cohort, cache)
+    assert len(fits) == 2 and changed["macro_auroc"] < first["macro_auroc"]
+    with pytest.raises(module.CeilingError, match="not found"):
+        module.store_ceiling_cached(store, tmp_path / "nothing", cache)

@@ -591,9 +591,9 @@ def run_benchmark(
         },
     )
     if ceiling_cohort is not None:
-        from ecgkt.evaluate.ceiling import store_ceiling
+        from ecgkt.evaluate.ceiling import store_ceiling_cached
 
-        table.ceiling = store_ceiling(store_path, ceiling_cohort)
+        table.ceiling = store_ceiling_cached(store_path, ceiling_cohort, out / "ecg_only_ceiling.json")
     write_json(out / "table1.json", table.as_dict())
     write_text_atomically(out / "table1.md", render_markdown(table))
     return table
