@@ -36,16 +36,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from _common import machine_facts, write_result
-from ecgkt.evaluate.ceiling import (
-    MIN_TRAIN_POSITIVES,
-    CeilingError,
-    oracle_features,
-    oracle_predictions,
-    store_ceiling,
-)
+from ecgkt.atomic_files import replacing
+from ecgkt.evaluate.ceiling import CeilingError, oracle_features, oracle_identity, oracle_predictions, store_ceiling
 from ecgkt.evaluate.metrics import masked_auroc_per_label
 from ecgkt.store import Store
-from ecgkt.synth.ecg_mapping import ECG_FEATURES
 from ecgkt.train.transfer.report import RunScores, plan_digest, pool_differences, resample_counts, score_run
 from ecgkt.train.transfer.study import PLAN_FILE
 
@@ -53,10 +47,8 @@ RESULTS = Path(__file__).parent / "results"
 NAME = "transfer_ceiling"
 KEY = "ecg_params+demographics"
 def _save(path: Path, probs: NDArray[np.float32], targets: NDArray[np.float32], labels: list[str], stamp: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(temporary, probabilities=probs, targets=targets, labels=np.array(labels), stamp=stamp)
-    temporary.replace(path)
+    with replacing(path, suffix=".npz") as temporary:
+        np.savez(temporary, probabilities=probs, targets=targets, labels=np.array(labels), stamp=stamp)
 
 
 def run(study: Path, synth: Path, replicates: list[int] | None) -> dict[str, Any]:
@@ -78,7 +70,7 @@ def run(study: Path, synth: Path, replicates: list[int] | None) -> dict[str, Any
     for p in chosen:
         r = int(p["replicate"])
         train, test = np.isin(folds, p["train_folds"]), np.isin(folds, p["test_folds"])
-        stamp = hashlib.sha256(json.dumps([labels, p, list(ECG_FEATURES), MIN_TRAIN_POSITIVES]).encode()).hexdigest()
+        stamp = hashlib.sha256(json.dumps([labels, p, *oracle_identity()]).encode()).hexdigest()
         path = study / "ceiling" / f"ecg-oracle_r{r}.npz"
         probs: NDArray[np.float32] | None = None
         if path.is_file():

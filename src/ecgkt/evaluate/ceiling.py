@@ -34,6 +34,7 @@ __all__ = [
     "CeilingError",
     "oracle_classifier",
     "oracle_features",
+    "oracle_identity",
     "oracle_predictions",
     "store_ceiling",
     "store_ceiling_cached",
@@ -54,6 +55,12 @@ def oracle_classifier() -> Any:
     return HistGradientBoostingClassifier(
         max_iter=200, learning_rate=0.08, max_leaf_nodes=15, l2_regularization=1.0, random_state=0
     )
+
+
+def oracle_identity() -> list[Any]:
+    """What an oracle's predictions depend on besides its data: features, label rule, settings.
+    Part of every cache key of oracle results, so a change here refits instead of reusing."""
+    return [list(ECG_FEATURES), MIN_TRAIN_POSITIVES, repr(oracle_classifier().get_params())]
 
 
 def oracle_features(store: Store, cohort: Path) -> NDArray[np.float64]:
@@ -122,9 +129,7 @@ def store_ceiling_cached(store_path: Path, cohort: Path, cache: Path) -> dict[st
         hashlib.sha256((Path(store_path) / MANIFEST_FILE).read_bytes()).hexdigest(),
         truth.st_size,
         truth.st_mtime_ns,
-        list(ECG_FEATURES),
-        MIN_TRAIN_POSITIVES,
-        repr(oracle_classifier().get_params()),
+        *oracle_identity(),
     ]
     stamp = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
     try:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ecgkt.atomic_files import write_text_atomically
+from ecgkt.atomic_files import replacing, write_text_atomically
 from ecgkt.evaluate.metrics import _nanmean_rows, _sorted_labels
 from ecgkt.train.evaluation import load_predictions, write_json
 
@@ -279,10 +279,8 @@ class RunScores:
             targets, probs = _primary_view(record["predictions_test"], self.labels)
             counts = resample_counts(targets.shape[0], int(record["replicate"]), self.n_resamples, self.seed)
             scored = score_run(targets, probs, counts)
-            self.folder.mkdir(parents=True, exist_ok=True)
-            temporary = file.with_name(f".{file.name}.tmp.npz")
-            np.savez(temporary, stamp=stamp, point=scored.point, draws=scored.draws, digest=scored.targets_digest)
-            temporary.replace(file)
+            with replacing(file, suffix=".npz") as temporary:
+                np.savez(temporary, stamp=stamp, point=scored.point, draws=scored.draws, digest=scored.targets_digest)
         self.memory[unit] = scored
         return scored
 
@@ -591,8 +589,6 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ecgkt.atomic_files import replacing
 
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
     arms = [a for a in result["plan"]["config"]["arms"] if a != "signal"]
